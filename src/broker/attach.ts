@@ -1,0 +1,123 @@
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import type { StartPosition } from "../sse/cursor";
+import { encodeNotice } from "../sse/encoder";
+import type { Session } from "../sse/session";
+import type { Metrics } from "../telemetry/metrics";
+import type { Feed } from "./feed";
+import { cursorForLast } from "./lastN";
+import { replay, type ReplayFrom } from "./replay";
+import type { ReplayLimiter } from "./replayLimiter";
+import type { StreamResolver } from "./streams";
+
+/** The SSE event types of the gateway's notices (documented in the README). */
+export const GAP_EVENT = "gateway.gap";
+export const RESET_EVENT = "gateway.reset";
+
+export interface AttachDeps {
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  resolver: StreamResolver;
+  limiter: ReplayLimiter;
+  metrics: Metrics;
+  eventHeader: string;
+  replayBatch: number;
+}
+
+/**
+ * Brings a session that has already joined its feed (so live frames are being held for it) up
+ * to date from its start position, then lets it go live. The order matters for invariant 1:
+ * joining first means nothing published during the catch-up can fall between the two.
+ *
+ * Catch-up comes from the feed's recent window when it covers the cursor (no JetStream call),
+ * otherwise from a replay consumer. Rejects if the replay cannot run; the caller closes the
+ * session with a retry hint and the client resumes from its last event.
+ */
+export async function attach(session: Session, feed: Feed, start: StartPosition, deps: AttachDeps): Promise<void> {
+  switch (start.kind) {
+    case "new":
+      session.lastSeq = feed.lastSeq;
+      session.goLive();
+      return;
+    case "since":
+      session.lastSeq = 0;
+      await replayThenLive(session, feed, { time: start.time }, deps);
+      return;
+    case "from":
+      await resume(session, feed, start.seq - 1, deps);
+      return;
+    case "after":
+      await resume(session, feed, start.seq, deps);
+      return;
+    case "last": {
+      let cursor = feed.window.cursorForLast(start.count);
+      if (cursor === undefined) {
+        const state = await deps.resolver.state(feed.stream);
+        cursor = await cursorForLast(deps.jsm, feed.stream, feed.filters, start.count, state);
+      }
+      await resume(session, feed, cursor, deps);
+      return;
+    }
+  }
+}
+
+async function resume(session: Session, feed: Feed, cursor: number, deps: AttachDeps): Promise<void> {
+  if (fromWindow(session, feed, cursor)) return;
+  const state = await deps.resolver.state(feed.stream);
+  let after = cursor;
+  if (cursor > state.last) {
+    // The stream holds less than the client has seen: it was recreated or purged. Move the
+    // client's Last-Event-ID back so later reconnects resume from what exists now.
+    after = state.last;
+    deps.metrics.notices.inc({ type: "reset" });
+    session.notice(
+      encodeNotice(RESET_EVENT, after, { stream: feed.stream, cursor, lastSequence: state.last }),
+      after,
+    );
+  } else if (cursor + 1 < state.first) {
+    // Messages the client has not seen were removed (limits or age). Say so, then continue
+    // with the oldest that remain.
+    after = state.first - 1;
+    deps.metrics.notices.inc({ type: "gap" });
+    session.notice(
+      encodeNotice(GAP_EVENT, after, {
+        stream: feed.stream,
+        cursor,
+        firstAvailable: state.first,
+        missed: state.first - cursor - 1,
+      }),
+      after,
+    );
+  } else {
+    session.lastSeq = cursor;
+  }
+  if (fromWindow(session, feed, after)) return;
+  await replayThenLive(session, feed, { afterSeq: after }, deps);
+}
+
+/** Serves the catch-up from the feed's window when it covers `cursor`; false otherwise. */
+function fromWindow(session: Session, feed: Feed, cursor: number): boolean {
+  if (!feed.window.covers(cursor)) return false;
+  session.lastSeq = Math.max(session.lastSeq ?? 0, cursor);
+  session.deliverFrames(feed.window.after(cursor));
+  session.goLive();
+  return true;
+}
+
+async function replayThenLive(session: Session, feed: Feed, from: ReplayFrom, deps: AttachDeps): Promise<void> {
+  const release = await deps.limiter.acquire(session.signal);
+  try {
+    if (session.closed) return;
+    const n = await replay(deps.js, session, {
+      stream: feed.stream,
+      filters: feed.filters,
+      from,
+      eventHeader: deps.eventHeader,
+      batch: deps.replayBatch,
+    });
+    deps.metrics.replayedEvents.inc(n);
+    deps.metrics.eventsSent.inc({ path: "replay" }, n);
+  } finally {
+    release();
+  }
+  session.goLive();
+}

@@ -1,0 +1,175 @@
+import {
+  DeliverPolicy,
+  type Consumer,
+  type ConsumerMessages, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
+import type { Logger } from "../telemetry/logger";
+import type { Metrics } from "../telemetry/metrics";
+import type { Batch, Frame, Session } from "../sse/session";
+import { frameOf } from "./frames";
+import type { StreamResolver } from "./streams";
+import { RecentWindow } from "./window";
+
+/** Settings a feed needs; see the README for each variable. */
+export interface FeedOptions {
+  /** Header whose value becomes the SSE `event:` (EVENT_TYPE_HEADER). */
+  eventHeader: string;
+  /** Frames kept for resume from memory (WINDOW_MESSAGES). */
+  windowMessages: number;
+  /** Bytes kept for resume from memory (WINDOW_BYTES). */
+  windowBytes: number;
+  /** Messages requested per pull from the live consumer, in messages. Default 512. */
+  pullBatch?: number;
+}
+
+export interface FeedDeps {
+  js: JetStreamClient;
+  resolver: StreamResolver;
+  metrics: Metrics;
+  log: Logger;
+}
+
+type State = "starting" | "running" | "closed";
+
+/**
+ * One live JetStream ordered consumer for one (stream, filter set) on this pod, shared by all
+ * its sessions (invariant 2). Each message is framed once; what arrives within one tick is
+ * concatenated once and the same buffer is written to every session (invariant 3).
+ */
+export class Feed {
+  readonly sessions = new Set<Session>();
+  readonly window: RecentWindow;
+  private state: State = "starting";
+  private messages: ConsumerMessages | undefined;
+  private consumer: Consumer | undefined;
+  private pending: Frame[] = [];
+  private flushScheduled = false;
+  /** Settles when the live consumer runs (or failed to start). */
+  readonly ready: Promise<void>;
+
+  constructor(
+    readonly key: string,
+    readonly stream: string,
+    readonly filters: readonly string[],
+    private readonly opts: FeedOptions,
+    private readonly deps: FeedDeps,
+    /** Called when the feed ends by itself (its stream went away). */
+    private readonly onEnded: (feed: Feed) => void,
+  ) {
+    this.window = new RecentWindow(opts.windowMessages, opts.windowBytes);
+    this.ready = this.start();
+  }
+
+  get running(): boolean {
+    return this.state === "running";
+  }
+
+  /** The highest sequence this feed has seen; everything after it will arrive live. */
+  get lastSeq(): number {
+    return this.window.last;
+  }
+
+  join(session: Session): void {
+    this.sessions.add(session);
+  }
+
+  leave(session: Session): void {
+    this.sessions.delete(session);
+  }
+
+  /** Stops the live consumer and removes it from NATS. Sessions are not touched. */
+  async close(): Promise<void> {
+    if (this.state === "closed") return;
+    const wasRunning = this.state === "running";
+    this.state = "closed";
+    this.updateWindowMetrics(-this.window.size, -this.window.bytes);
+    if (wasRunning) this.deps.metrics.feeds.dec();
+    this.window.reset(this.window.last);
+    await this.messages?.close().catch(() => undefined);
+    // An ordered consumer would linger on the server until its inactivity threshold.
+    await this.consumer?.delete().catch(() => undefined);
+  }
+
+  private async start(): Promise<void> {
+    const { js, resolver, metrics, log } = this.deps;
+    const state = await resolver.state(this.stream);
+    // Start exactly after the stream's last sequence, so the window's floor is known: every
+    // matching message after it arrives through this consumer.
+    this.window.reset(state.last);
+    const consumer = await js.consumers.get(this.stream, {
+      filter_subjects: [...this.filters],
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: state.last + 1,
+    });
+    this.consumer = consumer;
+    if (this.state === "closed") {
+      await consumer.delete().catch(() => undefined);
+      return;
+    }
+    this.messages = await consumer.consume({
+      max_messages: this.opts.pullBatch ?? 512,
+      callback: (m) => this.onMessage(m),
+    });
+    this.state = "running";
+    metrics.feeds.inc();
+    log.debug({ stream: this.stream, filters: this.filters, from: state.last + 1 }, "feed started");
+    void this.watch(this.messages);
+  }
+
+  private async watch(messages: ConsumerMessages): Promise<void> {
+    for await (const s of messages.status()) {
+      if (s.type === "stream_not_found") {
+        this.deps.log.warn({ stream: this.stream }, "stream went away under a feed; ending its sessions");
+        this.deps.resolver.forget(this.stream);
+        await this.close();
+        this.onEnded(this);
+        return;
+      }
+      if (s.type === "ordered_consumer_recreated")
+        this.deps.log.info({ stream: this.stream, filters: this.filters }, "feed consumer recreated");
+    }
+  }
+
+  private onMessage(m: JsMsg): void {
+    if (this.state !== "running" || m.seq <= this.window.last) return;
+    const frame = frameOf(m, this.opts.eventHeader);
+    const size = this.window.size;
+    const bytes = this.window.bytes;
+    this.window.push(frame);
+    this.updateWindowMetrics(this.window.size - size, this.window.bytes - bytes);
+    this.deps.metrics.feedMessages.inc();
+    this.pending.push(frame);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /** Writes this tick's frames to every session as one buffer (invariant 3). */
+  private flush(): void {
+    this.flushScheduled = false;
+    const frames = this.pending;
+    this.pending = [];
+    if (frames.length === 0 || this.state === "closed") return;
+    const buf = frames.length === 1 ? (frames[0] as Frame).buf : Buffer.concat(frames.map((f) => f.buf));
+    const batch: Batch = {
+      frames,
+      buf,
+      firstSeq: (frames[0] as Frame).seq,
+      lastSeq: (frames[frames.length - 1] as Frame).seq,
+    };
+    let live = 0;
+    for (const s of this.sessions) {
+      if (!s.isReplaying) live++;
+      s.deliverLive(batch);
+    }
+    if (live > 0) {
+      this.deps.metrics.eventsSent.inc({ path: "live" }, frames.length * live);
+      this.deps.metrics.bytesSent.inc(buf.length * live);
+    }
+  }
+
+  private updateWindowMetrics(dMessages: number, dBytes: number): void {
+    if (dMessages !== 0) this.deps.metrics.windowMessages.inc(dMessages);
+    if (dBytes !== 0) this.deps.metrics.windowBytes.inc(dBytes);
+  }
+}

@@ -1,0 +1,62 @@
+import { DeliverPolicy, type JetStreamClient } from "@nats-io/jetstream";
+import type { Session } from "../sse/session";
+import { frameOf } from "./frames";
+
+/** Where a replay begins: after a sequence, or at a time. */
+export type ReplayFrom = { afterSeq: number } | { time: Date };
+
+/** Settings for one replay. */
+export interface ReplayOptions {
+  stream: string;
+  filters: readonly string[];
+  from: ReplayFrom;
+  /** Header whose value becomes the SSE `event:` (EVENT_TYPE_HEADER). */
+  eventHeader: string;
+  /** Messages requested per pull (REPLAY_BATCH). */
+  batch: number;
+}
+
+/**
+ * Replays stored messages to one session through a temporary ordered consumer, until the
+ * consumer reports nothing pending; the consumer is then deleted. The session already holds
+ * live frames from its feed, so what the replay does not cover follows without a gap.
+ *
+ * Replay respects the socket: when the session's buffer fills, reading pauses until it drains,
+ * so a deep replay costs a bounded amount of memory whatever its length.
+ *
+ * @returns the number of events delivered.
+ */
+export async function replay(js: JetStreamClient, session: Session, opts: ReplayOptions): Promise<number> {
+  const start =
+    "afterSeq" in opts.from
+      ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: opts.from.afterSeq + 1 }
+      : { deliver_policy: DeliverPolicy.StartTime, opt_start_time: opts.from.time.toISOString() };
+  const consumer = await js.consumers.get(opts.stream, {
+    filter_subjects: [...opts.filters],
+    ...start,
+    // If this pod dies mid-replay, the server removes the consumer on its own.
+    inactive_threshold: 30_000,
+  });
+  let delivered = 0;
+  try {
+    const info = await consumer.info(true);
+    if (info.num_pending === 0 || session.closed) return 0;
+    const messages = await consumer.consume({ max_messages: opts.batch });
+    const stop = () => void messages.close().catch(() => undefined);
+    session.signal.addEventListener("abort", stop, { once: true });
+    try {
+      for await (const m of messages) {
+        if (session.deliverReplayed(frameOf(m, opts.eventHeader))) delivered++;
+        if (m.info.pending === 0 || session.closed) break;
+        if (session.congested) await session.writable();
+        if (session.closed) break;
+      }
+    } finally {
+      session.signal.removeEventListener("abort", stop);
+      await messages.close().catch(() => undefined);
+    }
+  } finally {
+    await consumer.delete().catch(() => undefined);
+  }
+  return delivered;
+}

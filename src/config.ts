@@ -1,0 +1,138 @@
+/**
+ * The gateway's configuration: every knob is an environment variable, parsed and validated
+ * once at start-up. `loadConfig` is the only reader of `process.env` (it is passed in).
+ * A bad value stops start-up with one message naming every bad variable.
+ */
+import { z } from "zod";
+
+const int = (def: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z
+    .string()
+    .trim()
+    .regex(/^-?[0-9]+$/, `expected an integer from ${min} to ${max}`)
+    .transform(Number)
+    .pipe(z.number().int().min(min, `expected at least ${min}`).max(max, `expected at most ${max}`))
+    .optional()
+    .transform((v) => v ?? def);
+
+const bool = (def: boolean) =>
+  z
+    .enum(["true", "false", "1", "0", "yes", "no"], { error: "expected true or false" })
+    .optional()
+    .transform((v) => (v === undefined ? def : v === "true" || v === "1" || v === "yes"));
+
+const str = (def: string) =>
+  z
+    .string()
+    .optional()
+    .transform((v) => v ?? def);
+
+const optional = z
+  .string()
+  .optional()
+  .transform((v) => (v === "" ? undefined : v));
+
+const natsUrls = z
+  .string()
+  .optional()
+  .transform((v) => (v ?? "nats://127.0.0.1:4222").split(",").map((s) => s.trim()).filter(Boolean))
+  .pipe(
+    z
+      .array(z.string().regex(/^(nats|tls|ws|wss):\/\/[^\s]+$|^[^\s:/]+:[0-9]+$/, "expected nats://host:port"))
+      .min(1, "expected at least one nats://host:port"),
+  );
+
+const list = z
+  .string()
+  .optional()
+  .transform((v) => (v ?? "").split(",").map((s) => s.trim()).filter(Boolean));
+
+const logLevel = z
+  .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"], {
+    error: "expected one of fatal, error, warn, info, debug, trace, silent",
+  })
+  .optional()
+  .transform((v) => v ?? "info");
+
+// The keys are the environment variable names, so a validation issue's path names the
+// variable exactly. The README's settings table lists the same names, defaults and units.
+const schema = z.object({
+  PORT: int(8080, 0, 65535),
+  HOST: str("0.0.0.0"),
+  NATS_URL: natsUrls,
+  NATS_NAME: str("jetstream-sse-gateway"),
+  NATS_TOKEN: optional,
+  NATS_USER: optional,
+  NATS_PASSWORD: optional,
+  NATS_CREDS_FILE: optional,
+  NATS_RECONNECT_MIN_MS: int(250, 10, 60_000),
+  NATS_RECONNECT_MAX_MS: int(5_000, 10, 300_000),
+  NATS_REQUEST_TIMEOUT_MS: int(5_000, 100, 120_000),
+  STREAM_CACHE_TTL_MS: int(30_000, 0, 3_600_000),
+  MAX_CONNECTIONS: int(10_000, 1, 1_000_000),
+  MAX_CONNECTIONS_PER_CLIENT: int(256, 1, 1_000_000),
+  MAX_SUBJECTS: int(16, 1, 256),
+  MAX_SUBJECT_LENGTH: int(256, 1, 4096),
+  ALLOW_WILDCARDS: bool(true),
+  ALLOW_KV: bool(false),
+  MAX_LAST: int(1_000, 1, 1_000_000),
+  HEARTBEAT_MS: int(15_000, 1_000, 3_600_000),
+  RETRY_MS: int(2_000, 0, 3_600_000),
+  SHED_RETRY_MS: int(5_000, 0, 3_600_000),
+  SESSION_MAX_BUFFER_BYTES: int(1_048_576, 1_024, 1_073_741_824),
+  REPLAY_MAX_CONCURRENT: int(64, 1, 100_000),
+  REPLAY_MAX_QUEUED: int(10_000, 0, 1_000_000),
+  REPLAY_BATCH: int(256, 1, 10_000),
+  WINDOW_MESSAGES: int(1_000, 0, 1_000_000),
+  WINDOW_BYTES: int(4_194_304, 0, 1_073_741_824),
+  FEED_LINGER_MS: int(30_000, 0, 3_600_000),
+  EVENT_TYPE_HEADER: str("SSE-Event"),
+  CORS_ORIGINS: list,
+  TRUST_PROXY: bool(false),
+  DRAIN_WINDOW_MS: int(10_000, 0, 3_600_000),
+  SHUTDOWN_TIMEOUT_MS: int(25_000, 100, 3_600_000),
+  HTTP_MAX_HEADER_BYTES: int(16_384, 1_024, 1_048_576),
+  LOG_LEVEL: logLevel,
+  DEMO: bool(false),
+});
+
+/** The validated configuration; see the README's settings table for each variable. */
+export type Config = Readonly<z.output<typeof schema>>;
+
+/** Thrown when the environment holds bad values; `message` names every one of them. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration:\n  ${problems.join("\n  ")}`);
+  }
+}
+
+/** Parses, validates and freezes the configuration from an environment. */
+export function loadConfig(env: Readonly<Record<string, string | undefined>>): Config {
+  // Only our own keys are read; empty strings count as unset so `FOO=` falls back to the default.
+  const input: Record<string, string | undefined> = {};
+  for (const key of Object.keys(schema.shape)) {
+    const v = env[key];
+    input[key] = v === "" ? undefined : v;
+  }
+  const parsed = schema.safeParse(input);
+  const problems: string[] = [];
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const name = String(issue.path[0] ?? "?");
+      problems.push(`${name}=${JSON.stringify(input[name] ?? "")}: ${issue.message}`);
+    }
+    throw new ConfigError(problems);
+  }
+  const c = parsed.data;
+  if (c.NATS_RECONNECT_MIN_MS > c.NATS_RECONNECT_MAX_MS)
+    problems.push(`NATS_RECONNECT_MIN_MS=${c.NATS_RECONNECT_MIN_MS}: must not exceed NATS_RECONNECT_MAX_MS`);
+  if (c.DRAIN_WINDOW_MS >= c.SHUTDOWN_TIMEOUT_MS)
+    problems.push(`DRAIN_WINDOW_MS=${c.DRAIN_WINDOW_MS}: must be less than SHUTDOWN_TIMEOUT_MS (${c.SHUTDOWN_TIMEOUT_MS})`);
+  if (c.MAX_CONNECTIONS_PER_CLIENT > c.MAX_CONNECTIONS)
+    problems.push(`MAX_CONNECTIONS_PER_CLIENT=${c.MAX_CONNECTIONS_PER_CLIENT}: must not exceed MAX_CONNECTIONS`);
+  if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(c.EVENT_TYPE_HEADER))
+    problems.push(`EVENT_TYPE_HEADER=${JSON.stringify(c.EVENT_TYPE_HEADER)}: expected a header name`);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze(c);
+}

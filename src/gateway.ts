@@ -1,0 +1,110 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { connectBroker, type Broker } from "./broker/connection";
+import { FeedRegistry } from "./broker/feeds";
+import { ReplayLimiter } from "./broker/replayLimiter";
+import { StreamResolver } from "./broker/streams";
+import type { Config } from "./config";
+import { createApp } from "./http/app";
+import type { AppDeps } from "./http/deps";
+import { rawErrorResponse } from "./http/errors";
+import { SessionRegistry, jitter } from "./sse/sessionRegistry";
+import type { Logger } from "./telemetry/logger";
+import type { Metrics } from "./telemetry/metrics";
+
+/** A running gateway: its HTTP server and the way to stop it. */
+export interface Gateway {
+  readonly server: Server;
+  readonly port: number;
+  readonly deps: AppDeps;
+  /** Resolves once NATS is connected (the HTTP server answers before that). */
+  readonly natsReady: Promise<void>;
+  /** Drains sessions, closes the server and NATS; bounded by SHUTDOWN_TIMEOUT_MS. */
+  shutdown(): Promise<void>;
+}
+
+/**
+ * Starts the HTTP server at once (so `/livez` answers and `/readyz` tells the truth while NATS
+ * is still unreachable), then connects to NATS in the background, retrying forever.
+ */
+export async function startGateway(config: Config, log: Logger, metrics: Metrics): Promise<Gateway> {
+  const sessions = new SessionRegistry(config.MAX_CONNECTIONS, config.MAX_CONNECTIONS_PER_CLIENT);
+  const deps: AppDeps = { config, log, metrics, sessions, draining: false };
+  const app = createApp(deps);
+  const server = createServer({ maxHeaderSize: config.HTTP_MAX_HEADER_BYTES }, app.callback());
+  server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
+    // Node's parser rejects these before Koa sees them; answer in JSON like everything else.
+    if (!socket.writable) return socket.destroy();
+    const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
+    socket.end(
+      tooLarge
+        ? rawErrorResponse(431, "Request Header Fields Too Large", "headers_too_large", "request headers are too large")
+        : rawErrorResponse(400, "Bad Request", "malformed_request", "malformed HTTP request"),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(config.PORT, config.HOST, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  log.info({ port }, "listening");
+  sessions.startHeartbeat(config.HEARTBEAT_MS);
+
+  let broker: Broker | undefined;
+  let stopping = false;
+  const natsReady = connectBroker(config, log, metrics).then(async (b) => {
+    broker = b;
+    if (stopping) return b.shutdown();
+    const resolver = new StreamResolver(b.jsm, config.STREAM_CACHE_TTL_MS, config.ALLOW_KV);
+    const feeds = new FeedRegistry(
+      {
+        eventHeader: config.EVENT_TYPE_HEADER,
+        windowMessages: config.WINDOW_MESSAGES,
+        windowBytes: config.WINDOW_BYTES,
+        lingerMs: config.FEED_LINGER_MS,
+      },
+      { js: b.js, resolver, metrics, log },
+      // The stream went away: its clients come back (here or elsewhere) and get a reset
+      // notice or a 404, whichever now applies.
+      (ended) => ended.forEach((s) => s.close("feed-ended", jitter(config.SHED_RETRY_MS))),
+    );
+    const limiter = new ReplayLimiter(config.REPLAY_MAX_CONCURRENT, config.REPLAY_MAX_QUEUED, (a, q) => {
+      metrics.replaysActive.set(a);
+      metrics.replaysQueued.set(q);
+    });
+    deps.nats = { broker: b, resolver, feeds, limiter };
+  });
+  natsReady.catch((err) => log.error({ err }, "NATS connection failed"));
+
+  let done: Promise<void> | undefined;
+  const shutdown = () =>
+    (done ??= (async () => {
+      stopping = true;
+      deps.draining = true;
+      metrics.draining.set(1);
+      log.info({ sessions: sessions.size, drainWindowMs: config.DRAIN_WINDOW_MS }, "draining");
+      const work = (async () => {
+        await sessions.drain(config.DRAIN_WINDOW_MS, config.SHED_RETRY_MS);
+        sessions.stopHeartbeat();
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeAllConnections();
+        await closed;
+        await deps.nats?.feeds.closeAll();
+        await broker?.shutdown();
+      })();
+      const timeout = new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          log.warn("shutdown timed out; exiting anyway");
+          resolve();
+        }, config.SHUTDOWN_TIMEOUT_MS - config.DRAIN_WINDOW_MS);
+        t.unref();
+        void work.finally(() => clearTimeout(t));
+      });
+      await Promise.race([work, timeout]);
+      log.info("stopped");
+    })());
+  return { server, port, deps, natsReady: natsReady.then(() => undefined), shutdown };
+}

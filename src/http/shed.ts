@@ -1,0 +1,37 @@
+import type { Context } from "koa";
+import { jitter } from "../sse/sessionRegistry";
+import type { AppDeps } from "./deps";
+import { sendError, type ErrorCode } from "./errors";
+import { SSE_HEADERS } from "./sseHeaders";
+
+/** Why a stream request was turned away before it started. */
+export type ShedReason = "full" | "client-limit" | "draining" | "nats-unavailable" | "replay-queue-full";
+
+const MESSAGES: Record<ShedReason, [number, ErrorCode, string]> = {
+  full: [503, "full", "this gateway instance is at its connection limit; retry"],
+  "client-limit": [429, "client_limit", "too many connections from this client address"],
+  draining: [503, "draining", "this gateway instance is shutting down; retry"],
+  "nats-unavailable": [503, "nats_unavailable", "NATS is not reachable from this instance; retry"],
+  "replay-queue-full": [503, "full", "too many replays waiting on this instance; retry"],
+};
+
+/**
+ * Turns a stream request away so that the client comes back by itself (invariant 7).
+ * `EventSource` gives up for good on any non-200 answer, so a client that accepts
+ * `text/event-stream` gets a 200 stream that carries only a jittered `retry:` and ends; the
+ * browser reconnects later (by then, readiness has steered the Service to other pods).
+ * Other clients get the status and a JSON body with `Retry-After`.
+ */
+export function shed(ctx: Context, deps: AppDeps, reason: ShedReason): void {
+  deps.metrics.shed.inc({ reason });
+  const retryMs = jitter(deps.config.SHED_RETRY_MS);
+  const [status, code, message] = MESSAGES[reason];
+  if ((ctx.get("accept") || "").includes("text/event-stream")) {
+    ctx.status = 200;
+    ctx.set(SSE_HEADERS);
+    ctx.body = `retry: ${retryMs}\n: ${reason}\n\n`;
+    return;
+  }
+  ctx.set("Retry-After", String(Math.max(1, Math.ceil(retryMs / 1000))));
+  sendError(ctx, status, code, message);
+}

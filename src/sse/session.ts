@@ -1,0 +1,218 @@
+import type { ServerResponse } from "node:http";
+import { encodeRetry } from "./encoder";
+
+/** One message framed as SSE bytes, with its stream sequence. Shared by every session. */
+export interface Frame {
+  readonly seq: number;
+  readonly buf: Buffer;
+}
+
+/** What a feed delivers in one tick: its frames, and all of them concatenated once. */
+export interface Batch {
+  readonly frames: readonly Frame[];
+  readonly buf: Buffer;
+  readonly firstSeq: number;
+  readonly lastSeq: number;
+}
+
+/** Why a session ended; a metric label and a span attribute. */
+export type CloseReason =
+  | "client" // the client went away
+  | "slow" // unsent bytes passed SESSION_MAX_BUFFER_BYTES
+  | "drain" // the pod is shutting down
+  | "feed-ended" // the stream went away under the feed
+  | "replay-failed" // the replay consumer failed; the client resumes elsewhere
+  | "replay-queue-full"; // too many replays waiting
+
+/** Options for {@link Session}. */
+export interface SessionOptions {
+  /** Unsent bytes (socket buffer plus held live frames) past which the session is closed. */
+  maxBufferBytes: number;
+  /** Called once when the session closes, whatever the reason. */
+  onClose?: (session: Session, reason: CloseReason) => void;
+}
+
+/**
+ * One SSE client. Writes go straight to the Node response (no stream in between: a
+ * PassThrough per session costs ~13 kB and a copy), and the session enforces invariant 1:
+ * it delivers a message iff its sequence is greater than the last one it delivered.
+ *
+ * While a replay runs, live frames are held (bounded by bytes) and released afterwards, so the
+ * handoff from replay to live has no gap and no duplicate.
+ */
+export class Session {
+  /** The last stream sequence delivered; `undefined` until the start position is known. */
+  lastSeq: number | undefined;
+  /** Events delivered so far. */
+  events = 0;
+  closeReason: CloseReason | undefined;
+
+  private replaying = true;
+  private held: Frame[] = [];
+  private heldBytes = 0;
+  private out: Buffer[] = [];
+  private outBytes = 0;
+  private flushScheduled = false;
+  private readonly abort = new AbortController();
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly opts: SessionOptions,
+  ) {
+    res.once("close", () => this.close("client"));
+  }
+
+  /** Aborted when the session closes: replays and waits listen to it. */
+  get signal(): AbortSignal {
+    return this.abort.signal;
+  }
+
+  get closed(): boolean {
+    return this.closeReason !== undefined;
+  }
+
+  /** Bytes accepted but not yet on the wire, plus live bytes held during a replay. */
+  get backlog(): number {
+    return this.res.writableLength + this.outBytes + this.heldBytes;
+  }
+
+  /**
+   * A live batch from the feed. In the common case (the session is live and behind the whole
+   * batch) the feed's one concatenated buffer is written as is: no copy, one socket write.
+   */
+  deliverLive(batch: Batch): void {
+    if (this.closed) return;
+    if (this.replaying) {
+      for (const f of batch.frames) {
+        this.held.push(f);
+        this.heldBytes += f.buf.length;
+      }
+      if (this.heldBytes > this.opts.maxBufferBytes) this.close("slow");
+      return;
+    }
+    const last = this.lastSeq ?? 0;
+    if (batch.firstSeq > last) {
+      this.write(batch.buf, batch.frames.length);
+      this.lastSeq = batch.lastSeq;
+      return;
+    }
+    this.deliverFrames(batch.frames);
+  }
+
+  /** Frames from a replay or the feed's window, in sequence order; older ones are skipped. */
+  deliverFrames(frames: Iterable<Frame>): void {
+    const bufs: Buffer[] = [];
+    let last = this.lastSeq ?? 0;
+    for (const f of frames) {
+      if (f.seq <= last) continue;
+      bufs.push(f.buf);
+      last = f.seq;
+    }
+    if (bufs.length === 0) return;
+    this.lastSeq = last;
+    this.send(bufs.length === 1 ? (bufs[0] as Buffer) : Buffer.concat(bufs), bufs.length);
+  }
+
+  /** One replayed frame; coalesced with the others of this tick into one socket write. */
+  deliverReplayed(frame: Frame): boolean {
+    if (this.closed || frame.seq <= (this.lastSeq ?? 0)) return false;
+    this.lastSeq = frame.seq;
+    this.send(frame.buf, 1);
+    return true;
+  }
+
+  /** A gateway notice that moves the cursor to `seq` (gap or reset). */
+  notice(buf: Buffer, seq: number): void {
+    this.lastSeq = seq;
+    this.send(buf, 0);
+  }
+
+  /** Ends the replay phase: held live frames newer than the last delivered one follow. */
+  goLive(): void {
+    if (!this.replaying) return;
+    this.replaying = false;
+    const held = this.held;
+    this.held = [];
+    this.heldBytes = 0;
+    this.deliverFrames(held);
+  }
+
+  get isReplaying(): boolean {
+    return this.replaying;
+  }
+
+  /** Writes a control frame (retry, comment) at once. */
+  control(buf: Buffer): void {
+    this.write(buf, 0);
+  }
+
+  /** Resolves when the socket has room again (or the session closed): replay back-pressure. */
+  async writable(): Promise<void> {
+    this.flush();
+    if (this.closed || !this.res.writableNeedDrain) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        this.res.off("drain", done);
+        this.abort.signal.removeEventListener("abort", done);
+        resolve();
+      };
+      this.res.once("drain", done);
+      this.abort.signal.addEventListener("abort", done, { once: true });
+    });
+  }
+
+  /** True when a replay should wait for the socket before reading more. */
+  get congested(): boolean {
+    return this.res.writableLength + this.outBytes > Math.min(65_536, this.opts.maxBufferBytes / 4);
+  }
+
+  /**
+   * Closes the session. A slow client's socket is destroyed at once (its unsent bytes are what
+   * we must not keep); otherwise pending bytes are flushed, an optional `retry:` hint tells
+   * the browser when to come back, and the response ends.
+   */
+  close(reason: CloseReason, retryMs?: number): void {
+    if (this.closed) return;
+    this.closeReason = reason;
+    this.held = [];
+    this.heldBytes = 0;
+    this.abort.abort();
+    if (reason === "slow") {
+      this.out = [];
+      this.outBytes = 0;
+      this.res.destroy();
+    } else if (!this.res.destroyed) {
+      this.flush();
+      if (retryMs !== undefined) this.res.write(encodeRetry(retryMs));
+      this.res.end();
+    }
+    this.opts.onClose?.(this, reason);
+  }
+
+  private send(buf: Buffer, events: number): void {
+    if (this.closed) return;
+    this.events += events;
+    this.out.push(buf);
+    this.outBytes += buf.length;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.out.length === 0 || this.closed) return;
+    const buf = this.out.length === 1 ? (this.out[0] as Buffer) : Buffer.concat(this.out, this.outBytes);
+    this.out = [];
+    this.outBytes = 0;
+    this.write(buf, 0);
+  }
+
+  private write(buf: Buffer, events: number): void {
+    if (this.closed) return;
+    this.events += events;
+    this.res.write(buf);
+    if (this.res.writableLength > this.opts.maxBufferBytes) this.close("slow");
+  }
+}

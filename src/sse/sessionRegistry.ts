@@ -1,0 +1,120 @@
+import { encodeComment } from "./encoder";
+import type { Session } from "./session";
+
+/** Why admission refused a request. */
+export type Refusal = "full" | "client-limit";
+
+/** A reserved connection slot; give it back exactly once with `release`. */
+export interface Ticket {
+  release(): void;
+}
+
+const HEARTBEAT = encodeComment("ping");
+
+/**
+ * Every open session on this pod: admission against the connection bounds (in-flight
+ * requests count, so a burst cannot overshoot), the shared heartbeat, and the drain at shutdown.
+ */
+export class SessionRegistry {
+  private readonly sessions = new Set<Session>();
+  private readonly perClient = new Map<string, number>();
+  private slots = 0;
+  private heartbeat: NodeJS.Timeout | undefined;
+
+  /**
+   * @param maxConnections sessions per pod (MAX_CONNECTIONS).
+   * @param maxPerClient sessions per client address (MAX_CONNECTIONS_PER_CLIENT).
+   */
+  constructor(
+    private readonly maxConnections: number,
+    private readonly maxPerClient: number,
+  ) {}
+
+  /** Connection slots in use, including requests still being set up. */
+  get used(): number {
+    return this.slots;
+  }
+
+  get full(): boolean {
+    return this.slots >= this.maxConnections;
+  }
+
+  admit(client: string): Ticket | Refusal {
+    if (this.slots >= this.maxConnections) return "full";
+    const n = this.perClient.get(client) ?? 0;
+    if (n >= this.maxPerClient) return "client-limit";
+    this.slots++;
+    this.perClient.set(client, n + 1);
+    let released = false;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        this.slots--;
+        const left = (this.perClient.get(client) ?? 1) - 1;
+        if (left <= 0) this.perClient.delete(client);
+        else this.perClient.set(client, left);
+      },
+    };
+  }
+
+  add(session: Session): void {
+    this.sessions.add(session);
+  }
+
+  remove(session: Session): void {
+    this.sessions.delete(session);
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  /**
+   * One timer for all sessions writes a comment every `intervalMs`, so idle connections
+   * survive proxies' idle timeouts; a timer per session would cost memory per connection.
+   */
+  startHeartbeat(intervalMs: number): void {
+    this.heartbeat = setInterval(() => {
+      for (const s of this.sessions) s.control(HEARTBEAT);
+    }, intervalMs);
+    this.heartbeat.unref();
+  }
+
+  stopHeartbeat(): void {
+    clearInterval(this.heartbeat);
+  }
+
+  /**
+   * Closes every session at a random moment within `windowMs`, each with a `retry:` hint drawn
+   * from [retryMs/2, retryMs*1.5), so reconnects reach the other pods spread out, not as a storm.
+   * Resolves when all are closed.
+   */
+  async drain(windowMs: number, retryMs: number, rnd = Math.random): Promise<void> {
+    const all = [...this.sessions];
+    await Promise.all(
+      all.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            const t = setTimeout(() => {
+              s.close("drain", jitter(retryMs, rnd));
+              resolve();
+            }, Math.floor(rnd() * windowMs));
+            s.signal.addEventListener(
+              "abort",
+              () => {
+                clearTimeout(t);
+                resolve();
+              },
+              { once: true },
+            );
+          }),
+      ),
+    );
+  }
+}
+
+/** A retry delay drawn uniformly from [ms/2, ms*1.5). */
+export function jitter(ms: number, rnd = Math.random): number {
+  return Math.floor(ms / 2 + rnd() * ms);
+}

@@ -1,0 +1,94 @@
+import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+
+/**
+ * Every bound the gateway enforces has a metric beside it, so an operator sees how close each
+ * pod runs to its limits. Instruments live on a registry of their own so tests can make fresh ones.
+ */
+export function createMetrics(registry = new Registry(), withDefaults = true) {
+  if (withDefaults) collectDefaultMetrics({ register: registry });
+  const r = [registry];
+  return {
+    registry,
+    sessions: new Gauge({ name: "sse_sessions", help: "Open SSE sessions on this pod", registers: r }),
+    sessionsOpened: new Counter({
+      name: "sse_sessions_opened_total",
+      help: "SSE sessions opened, by how they started",
+      labelNames: ["start"] as const,
+      registers: r,
+    }),
+    sessionsClosed: new Counter({
+      name: "sse_sessions_closed_total",
+      help: "SSE sessions closed, by reason",
+      labelNames: ["reason"] as const,
+      registers: r,
+    }),
+    shed: new Counter({
+      name: "sse_requests_shed_total",
+      help: "Stream requests turned away with a retry hint, by reason",
+      labelNames: ["reason"] as const,
+      registers: r,
+    }),
+    rejected: new Counter({
+      name: "sse_requests_rejected_total",
+      help: "Stream requests answered with a 4xx JSON error, by error code",
+      labelNames: ["code"] as const,
+      registers: r,
+    }),
+    eventsSent: new Counter({
+      name: "sse_events_sent_total",
+      help: "Events written to sessions (one per message per session)",
+      labelNames: ["path"] as const,
+      registers: r,
+    }),
+    bytesSent: new Counter({
+      name: "sse_bytes_sent_total",
+      help: "Bytes written to SSE sockets",
+      registers: r,
+    }),
+    notices: new Counter({
+      name: "sse_notices_total",
+      help: "Gap and reset notices sent",
+      labelNames: ["type"] as const,
+      registers: r,
+    }),
+    feeds: new Gauge({ name: "sse_feeds", help: "Live feeds (one ordered consumer each)", registers: r }),
+    feedMessages: new Counter({
+      name: "sse_feed_messages_total",
+      help: "Messages received by live feeds from JetStream",
+      registers: r,
+    }),
+    windowMessages: new Gauge({
+      name: "sse_window_messages",
+      help: "Messages held in the recent windows of all feeds",
+      registers: r,
+    }),
+    windowBytes: new Gauge({
+      name: "sse_window_bytes",
+      help: "Bytes held in the recent windows of all feeds",
+      registers: r,
+    }),
+    replaysActive: new Gauge({
+      name: "sse_replays_active",
+      help: "Replay consumers open now",
+      registers: r,
+    }),
+    replaysQueued: new Gauge({
+      name: "sse_replays_queued",
+      help: "Replays waiting for a slot (REPLAY_MAX_CONCURRENT)",
+      registers: r,
+    }),
+    replayedEvents: new Counter({
+      name: "sse_replayed_events_total",
+      help: "Events delivered by replay consumers",
+      registers: r,
+    }),
+    natsConnected: new Gauge({
+      name: "sse_nats_connected",
+      help: "1 while the NATS connection is up",
+      registers: r,
+    }),
+    draining: new Gauge({ name: "sse_draining", help: "1 once shutdown has begun", registers: r }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
