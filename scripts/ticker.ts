@@ -14,8 +14,8 @@ async function main(): Promise<void> {
   let n = 0;
   const timer = setInterval(() => {
     n++;
-    js.publish(subject, JSON.stringify({ tick: n, at: new Date().toISOString() })).catch((err: Error) =>
-      process.stderr.write(`publish failed: ${err.message}\n`),
+    js.publish(subject, JSON.stringify({ tick: n, at: new Date().toISOString() })).catch(
+      (err: Error) => process.stderr.write(`publish failed: ${err.message}\n`),
     );
   }, every);
   const stop = () => {

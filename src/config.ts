@@ -35,17 +35,31 @@ const optional = z
 const natsUrls = z
   .string()
   .optional()
-  .transform((v) => (v ?? "nats://127.0.0.1:4222").split(",").map((s) => s.trim()).filter(Boolean))
+  .transform((v) =>
+    (v ?? "nats://127.0.0.1:4222")
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean),
+  )
   .pipe(
     z
-      .array(z.string().regex(/^(nats|tls|ws|wss):\/\/[^\s]+$|^[^\s:/]+:[0-9]+$/, "expected nats://host:port"))
+      .array(
+        z
+          .string()
+          .regex(/^(nats|tls|ws|wss):\/\/[^\s]+$|^[^\s:/]+:[0-9]+$/, "expected nats://host:port"),
+      )
       .min(1, "expected at least one nats://host:port"),
   );
 
 const list = z
   .string()
   .optional()
-  .transform((v) => (v ?? "").split(",").map((s) => s.trim()).filter(Boolean));
+  .transform((v) =>
+    (v ?? "")
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean),
+  );
 
 const logLevel = z
   .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"], {
@@ -126,13 +140,21 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
   }
   const c = parsed.data;
   if (c.NATS_RECONNECT_MIN_MS > c.NATS_RECONNECT_MAX_MS)
-    problems.push(`NATS_RECONNECT_MIN_MS=${c.NATS_RECONNECT_MIN_MS}: must not exceed NATS_RECONNECT_MAX_MS`);
+    problems.push(
+      `NATS_RECONNECT_MIN_MS=${c.NATS_RECONNECT_MIN_MS}: must not exceed NATS_RECONNECT_MAX_MS`,
+    );
   if (c.DRAIN_WINDOW_MS >= c.SHUTDOWN_TIMEOUT_MS)
-    problems.push(`DRAIN_WINDOW_MS=${c.DRAIN_WINDOW_MS}: must be less than SHUTDOWN_TIMEOUT_MS (${c.SHUTDOWN_TIMEOUT_MS})`);
+    problems.push(
+      `DRAIN_WINDOW_MS=${c.DRAIN_WINDOW_MS}: must be less than SHUTDOWN_TIMEOUT_MS (${c.SHUTDOWN_TIMEOUT_MS})`,
+    );
   if (c.MAX_CONNECTIONS_PER_CLIENT > c.MAX_CONNECTIONS)
-    problems.push(`MAX_CONNECTIONS_PER_CLIENT=${c.MAX_CONNECTIONS_PER_CLIENT}: must not exceed MAX_CONNECTIONS`);
+    problems.push(
+      `MAX_CONNECTIONS_PER_CLIENT=${c.MAX_CONNECTIONS_PER_CLIENT}: must not exceed MAX_CONNECTIONS`,
+    );
   if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(c.EVENT_TYPE_HEADER))
-    problems.push(`EVENT_TYPE_HEADER=${JSON.stringify(c.EVENT_TYPE_HEADER)}: expected a header name`);
+    problems.push(
+      `EVENT_TYPE_HEADER=${JSON.stringify(c.EVENT_TYPE_HEADER)}: expected a header name`,
+    );
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(c);
 }

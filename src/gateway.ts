@@ -27,7 +27,11 @@ export interface Gateway {
  * Starts the HTTP server at once (so `/livez` answers and `/readyz` tells the truth while NATS
  * is still unreachable), then connects to NATS in the background, retrying forever.
  */
-export async function startGateway(config: Config, log: Logger, metrics: Metrics): Promise<Gateway> {
+export async function startGateway(
+  config: Config,
+  log: Logger,
+  metrics: Metrics,
+): Promise<Gateway> {
   const sessions = new SessionRegistry(config.MAX_CONNECTIONS, config.MAX_CONNECTIONS_PER_CLIENT);
   const deps: AppDeps = { config, log, metrics, sessions, draining: false };
   const app = createApp(deps);
@@ -38,7 +42,12 @@ export async function startGateway(config: Config, log: Logger, metrics: Metrics
     const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
     socket.end(
       tooLarge
-        ? rawErrorResponse(431, "Request Header Fields Too Large", "headers_too_large", "request headers are too large")
+        ? rawErrorResponse(
+            431,
+            "Request Header Fields Too Large",
+            "headers_too_large",
+            "request headers are too large",
+          )
         : rawErrorResponse(400, "Bad Request", "malformed_request", "malformed HTTP request"),
     );
   });
@@ -71,10 +80,14 @@ export async function startGateway(config: Config, log: Logger, metrics: Metrics
       // notice or a 404, whichever now applies.
       (ended) => ended.forEach((s) => s.close("feed-ended", jitter(config.SHED_RETRY_MS))),
     );
-    const limiter = new ReplayLimiter(config.REPLAY_MAX_CONCURRENT, config.REPLAY_MAX_QUEUED, (a, q) => {
-      metrics.replaysActive.set(a);
-      metrics.replaysQueued.set(q);
-    });
+    const limiter = new ReplayLimiter(
+      config.REPLAY_MAX_CONCURRENT,
+      config.REPLAY_MAX_QUEUED,
+      (a, q) => {
+        metrics.replaysActive.set(a);
+        metrics.replaysQueued.set(q);
+      },
+    );
     deps.nats = { broker: b, resolver, feeds, limiter };
   });
   natsReady.catch((err) => log.error({ err }, "NATS connection failed"));

@@ -32,7 +32,12 @@ export interface AttachDeps {
  * otherwise from a replay consumer. Rejects if the replay cannot run; the caller closes the
  * session with a retry hint and the client resumes from its last event.
  */
-export async function attach(session: Session, feed: Feed, start: StartPosition, deps: AttachDeps): Promise<void> {
+export async function attach(
+  session: Session,
+  feed: Feed,
+  start: StartPosition,
+  deps: AttachDeps,
+): Promise<void> {
   switch (start.kind) {
     case "new":
       session.lastSeq = feed.lastSeq;
@@ -60,7 +65,12 @@ export async function attach(session: Session, feed: Feed, start: StartPosition,
   }
 }
 
-async function resume(session: Session, feed: Feed, cursor: number, deps: AttachDeps): Promise<void> {
+async function resume(
+  session: Session,
+  feed: Feed,
+  cursor: number,
+  deps: AttachDeps,
+): Promise<void> {
   if (fromWindow(session, feed, cursor)) return;
   const state = await deps.resolver.state(feed.stream);
   let after = cursor;
@@ -103,7 +113,12 @@ function fromWindow(session: Session, feed: Feed, cursor: number): boolean {
   return true;
 }
 
-async function replayThenLive(session: Session, feed: Feed, from: ReplayFrom, deps: AttachDeps): Promise<void> {
+async function replayThenLive(
+  session: Session,
+  feed: Feed,
+  from: ReplayFrom,
+  deps: AttachDeps,
+): Promise<void> {
   const release = await deps.limiter.acquire(session.signal);
   try {
     if (session.closed) return;

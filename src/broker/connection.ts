@@ -1,5 +1,10 @@
 import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import {
+  jetstream,
+  jetstreamManager,
+  type JetStreamClient,
+  type JetStreamManager,
+} from "@nats-io/jetstream";
 import { readFileSync } from "node:fs";
 import type { Config } from "../config";
 import type { Logger } from "../telemetry/logger";
@@ -22,15 +27,25 @@ export interface Broker {
  * Exponential backoff with full jitter between reconnect attempts, so a NATS restart is not
  * met by every pod at the same instant. Attempts never stop (maxReconnectAttempts -1).
  */
-export function reconnectDelay(attempt: number, minMs: number, maxMs: number, rnd = Math.random): number {
+export function reconnectDelay(
+  attempt: number,
+  minMs: number,
+  maxMs: number,
+  rnd = Math.random,
+): number {
   const ceiling = Math.min(maxMs, minMs * 2 ** Math.min(attempt, 20));
   return Math.round(minMs + rnd() * (ceiling - minMs));
 }
 
 /** Connects to NATS, waiting (with the same backoff) until the first connection succeeds. */
-export async function connectBroker(config: Config, log: Logger, metrics: Metrics): Promise<Broker> {
+export async function connectBroker(
+  config: Config,
+  log: Logger,
+  metrics: Metrics,
+): Promise<Broker> {
   let attempt = 0;
-  const delay = () => reconnectDelay(attempt++, config.NATS_RECONNECT_MIN_MS, config.NATS_RECONNECT_MAX_MS);
+  const delay = () =>
+    reconnectDelay(attempt++, config.NATS_RECONNECT_MIN_MS, config.NATS_RECONNECT_MAX_MS);
   const nc = await connect({
     servers: config.NATS_URL,
     name: config.NATS_NAME,

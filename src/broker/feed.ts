@@ -1,7 +1,10 @@
 import {
   DeliverPolicy,
   type Consumer,
-  type ConsumerMessages, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
+  type ConsumerMessages,
+  type JetStreamClient,
+  type JsMsg,
+} from "@nats-io/jetstream";
 import type { Logger } from "../telemetry/logger";
 import type { Metrics } from "../telemetry/metrics";
 import type { Batch, Frame, Session } from "../sse/session";
@@ -118,14 +121,20 @@ export class Feed {
   private async watch(messages: ConsumerMessages): Promise<void> {
     for await (const s of messages.status()) {
       if (s.type === "stream_not_found") {
-        this.deps.log.warn({ stream: this.stream }, "stream went away under a feed; ending its sessions");
+        this.deps.log.warn(
+          { stream: this.stream },
+          "stream went away under a feed; ending its sessions",
+        );
         this.deps.resolver.forget(this.stream);
         await this.close();
         this.onEnded(this);
         return;
       }
       if (s.type === "ordered_consumer_recreated")
-        this.deps.log.info({ stream: this.stream, filters: this.filters }, "feed consumer recreated");
+        this.deps.log.info(
+          { stream: this.stream, filters: this.filters },
+          "feed consumer recreated",
+        );
     }
   }
 
@@ -150,7 +159,8 @@ export class Feed {
     const frames = this.pending;
     this.pending = [];
     if (frames.length === 0 || this.state === "closed") return;
-    const buf = frames.length === 1 ? (frames[0] as Frame).buf : Buffer.concat(frames.map((f) => f.buf));
+    const buf =
+      frames.length === 1 ? (frames[0] as Frame).buf : Buffer.concat(frames.map((f) => f.buf));
     const batch: Batch = {
       frames,
       buf,

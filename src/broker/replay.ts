@@ -26,7 +26,11 @@ export interface ReplayOptions {
  *
  * @returns the number of events delivered.
  */
-export async function replay(js: JetStreamClient, session: Session, opts: ReplayOptions): Promise<number> {
+export async function replay(
+  js: JetStreamClient,
+  session: Session,
+  opts: ReplayOptions,
+): Promise<number> {
   const start =
     "afterSeq" in opts.from
       ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: opts.from.afterSeq + 1 }

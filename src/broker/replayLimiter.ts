@@ -65,7 +65,8 @@ export class ReplayLimiter {
       if (done) return;
       done = true;
       const next = this.waiting.shift();
-      if (next) next(); // the slot passes straight on; `active` stays the same
+      if (next)
+        next(); // the slot passes straight on; `active` stays the same
       else this.active--;
       this.report();
     };

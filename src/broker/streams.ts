@@ -105,8 +105,11 @@ export class StreamResolver {
     const stream = names[0] as string;
     const info = await this.jsm.streams.info(stream);
     const subjects = info.config.subjects ?? [];
-    const system = subjects.some((s) => s.startsWith("$") && !(this.allowKv && s.startsWith("$KV.")));
-    if (system) throw new StreamForbiddenError(`subject "${filter}" is captured by a system stream`);
+    const system = subjects.some(
+      (s) => s.startsWith("$") && !(this.allowKv && s.startsWith("$KV.")),
+    );
+    if (system)
+      throw new StreamForbiddenError(`subject "${filter}" is captured by a system stream`);
     if (!subjects.some((s) => subjectIsSubset(filter, s)))
       throw new StreamMismatchError(
         `subject "${filter}" is only partly captured by stream ${stream} (${subjects.join(", ")}); subscribe to narrower subjects`,

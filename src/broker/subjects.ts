@@ -45,11 +45,13 @@ export function parseSubject(subject: string, rules: SubjectRules): SubjectResul
   if (subject.length === 0) return malformed("subject is empty");
   if (subject.length > rules.maxLength)
     return malformed(`subject is longer than ${rules.maxLength} characters`);
-  if (BAD_CHARS.test(subject)) return malformed("subject contains whitespace or control characters");
+  if (BAD_CHARS.test(subject))
+    return malformed("subject contains whitespace or control characters");
   const tokens = subject.split(".");
   for (let i = 0; i < tokens.length; i++) {
     const token = tokens[i] as string;
-    if (token.length === 0) return malformed("subject has an empty token (leading, trailing or double dot)");
+    if (token.length === 0)
+      return malformed("subject has an empty token (leading, trailing or double dot)");
     const isWildcard = token === "*" || token === ">";
     if (!isWildcard && (token.includes("*") || token.includes(">")))
       return malformed(`wildcards must be whole tokens, got "${token}"`);
@@ -60,9 +62,15 @@ export function parseSubject(subject: string, rules: SubjectRules): SubjectResul
   }
   const probe = subject + ".";
   if (SYSTEM_PREFIXES.some((p) => probe.startsWith(p)))
-    return { ok: false, error: { type: "forbidden", subject, reason: "system subjects are never served" } };
+    return {
+      ok: false,
+      error: { type: "forbidden", subject, reason: "system subjects are never served" },
+    };
   if (probe.startsWith("$KV.") && !rules.allowKv)
-    return { ok: false, error: { type: "forbidden", subject, reason: "KV subjects are not served" } };
+    return {
+      ok: false,
+      error: { type: "forbidden", subject, reason: "KV subjects are not served" },
+    };
   return { ok: true, value: subject };
 }
 
@@ -100,7 +108,10 @@ export function subjectMatches(filter: string, subject: string): boolean {
  * Validates the subjects of one connection and returns them as a filter set: deduplicated,
  * sorted (so equal sets share one feed), and free of overlaps.
  */
-export function parseFilterSet(subjects: readonly string[], rules: SubjectRules): SubjectResult<string[]> {
+export function parseFilterSet(
+  subjects: readonly string[],
+  rules: SubjectRules,
+): SubjectResult<string[]> {
   if (subjects.length === 0) return { ok: false, error: { type: "empty" } };
   const unique = [...new Set(subjects)].sort();
   if (unique.length > rules.maxSubjects)
@@ -112,7 +123,10 @@ export function parseFilterSet(subjects: readonly string[], rules: SubjectRules)
   for (let i = 0; i < unique.length; i++)
     for (let j = i + 1; j < unique.length; j++)
       if (subjectsOverlap(unique[i] as string, unique[j] as string))
-        return { ok: false, error: { type: "overlap", subjects: [unique[i] as string, unique[j] as string] } };
+        return {
+          ok: false,
+          error: { type: "overlap", subjects: [unique[i] as string, unique[j] as string] },
+        };
   return { ok: true, value: unique };
 }
 

@@ -29,7 +29,12 @@ export function sendError(ctx: Context, status: number, error: ErrorCode, messag
 }
 
 /** The raw HTTP/1.1 answer for errors Node's parser raises before Koa sees the request. */
-export function rawErrorResponse(status: number, reason: string, error: ErrorCode, message: string): string {
+export function rawErrorResponse(
+  status: number,
+  reason: string,
+  error: ErrorCode,
+  message: string,
+): string {
   const body = JSON.stringify({ error, message });
   return (
     `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\n` +

@@ -5,7 +5,8 @@ import { sendError, type ErrorCode } from "./errors";
 import { SSE_HEADERS } from "./sseHeaders";
 
 /** Why a stream request was turned away before it started. */
-export type ShedReason = "full" | "client-limit" | "draining" | "nats-unavailable" | "replay-queue-full";
+export type ShedReason =
+  "full" | "client-limit" | "draining" | "nats-unavailable" | "replay-queue-full";
 
 const MESSAGES: Record<ShedReason, [number, ErrorCode, string]> = {
   full: [503, "full", "this gateway instance is at its connection limit; retry"],

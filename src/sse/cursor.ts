@@ -62,7 +62,8 @@ export function parseStart(input: StartInput): CursorResult {
   const values: Partial<Record<(typeof START_PARAMS)[number], string>> = {};
   for (const name of START_PARAMS) {
     const v = one(input.query, name);
-    if (v instanceof Error) return fail(name === "lastEventId" ? "invalid-cursor" : "invalid-start", v.message);
+    if (v instanceof Error)
+      return fail(name === "lastEventId" ? "invalid-cursor" : "invalid-start", v.message);
     if (v !== undefined) values[name] = v;
   }
 
@@ -81,7 +82,10 @@ export function parseStart(input: StartInput): CursorResult {
 
   const given = (["last", "since", "from"] as const).filter((k) => values[k] !== undefined);
   if (given.length > 1)
-    return fail("invalid-start", `choose one start position; got ${given.map((k) => `"${k}"`).join(" and ")}`);
+    return fail(
+      "invalid-start",
+      `choose one start position; got ${given.map((k) => `"${k}"`).join(" and ")}`,
+    );
 
   if (values.last !== undefined) {
     const n = parseSeq(values.last);
@@ -107,8 +111,7 @@ export function parseStart(input: StartInput): CursorResult {
   return { ok: true, value: { kind: "new" } };
 }
 
-const RFC3339 =
-  /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
 
 function parseTime(raw: string): Date | undefined {
   if (/^[0-9]{1,15}$/.test(raw)) return new Date(Number(raw));

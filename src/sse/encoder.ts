@@ -33,7 +33,6 @@ export function encodeEvent(seq: number, payload: Uint8Array, event?: string): B
   return Buffer.concat([head, encodeData(payload), NEWLINE]);
 }
 
-
 /** The `data:` lines of a payload, each ended by LF (no trailing blank line). */
 export function encodeData(payload: Uint8Array): Buffer {
   // First pass sizes the output exactly, so the frame is built in one allocation.
@@ -51,7 +50,8 @@ export function encodeData(payload: Uint8Array): Buffer {
       }
     } else if (b === NUL) nuls++;
   }
-  const size = lines * (DATA.length + 1) + payload.length - breakBytes + nuls * (REPLACEMENT.length - 1);
+  const size =
+    lines * (DATA.length + 1) + payload.length - breakBytes + nuls * (REPLACEMENT.length - 1);
   const out = Buffer.allocUnsafe(size);
   let o = DATA.copy(out, 0);
   if (lines === 1 && nuls === 0) {

@@ -203,7 +203,8 @@ export class Session {
   private flush(): void {
     this.flushScheduled = false;
     if (this.out.length === 0 || this.closed) return;
-    const buf = this.out.length === 1 ? (this.out[0] as Buffer) : Buffer.concat(this.out, this.outBytes);
+    const buf =
+      this.out.length === 1 ? (this.out[0] as Buffer) : Buffer.concat(this.out, this.outBytes);
     this.out = [];
     this.outBytes = 0;
     this.write(buf, 0);

@@ -96,10 +96,13 @@ export class SessionRegistry {
       all.map(
         (s) =>
           new Promise<void>((resolve) => {
-            const t = setTimeout(() => {
-              s.close("drain", jitter(retryMs, rnd));
-              resolve();
-            }, Math.floor(rnd() * windowMs));
+            const t = setTimeout(
+              () => {
+                s.close("drain", jitter(retryMs, rnd));
+                resolve();
+              },
+              Math.floor(rnd() * windowMs),
+            );
             s.signal.addEventListener(
               "abort",
               () => {

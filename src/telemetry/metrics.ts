@@ -9,7 +9,11 @@ export function createMetrics(registry = new Registry(), withDefaults = true) {
   const r = [registry];
   return {
     registry,
-    sessions: new Gauge({ name: "sse_sessions", help: "Open SSE sessions on this pod", registers: r }),
+    sessions: new Gauge({
+      name: "sse_sessions",
+      help: "Open SSE sessions on this pod",
+      registers: r,
+    }),
     sessionsOpened: new Counter({
       name: "sse_sessions_opened_total",
       help: "SSE sessions opened, by how they started",
@@ -51,7 +55,11 @@ export function createMetrics(registry = new Registry(), withDefaults = true) {
       labelNames: ["type"] as const,
       registers: r,
     }),
-    feeds: new Gauge({ name: "sse_feeds", help: "Live feeds (one ordered consumer each)", registers: r }),
+    feeds: new Gauge({
+      name: "sse_feeds",
+      help: "Live feeds (one ordered consumer each)",
+      registers: r,
+    }),
     feedMessages: new Counter({
       name: "sse_feed_messages_total",
       help: "Messages received by live feeds from JetStream",

@@ -13,7 +13,9 @@ export function tracer(): Tracer {
  *
  * @returns a shutdown function that flushes pending spans.
  */
-export function startTracing(env: Readonly<Record<string, string | undefined>>): () => Promise<void> {
+export function startTracing(
+  env: Readonly<Record<string, string | undefined>>,
+): () => Promise<void> {
   const wanted =
     env.OTEL_SDK_DISABLED !== "true" &&
     (Boolean(env.OTEL_TRACES_EXPORTER && env.OTEL_TRACES_EXPORTER !== "none") ||

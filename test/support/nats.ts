@@ -6,7 +6,7 @@ import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { StartedTestContainer } from "testcontainers";
 import { freePort } from "./ports";
-import { isRunning, sleep, TailBuffer, terminate, trackChild } from "./process";
+import { isRunning, onHostExit, sleep, TailBuffer, terminate, trackChild } from "./process";
 
 export interface NatsHandle {
   url: string;
@@ -104,6 +104,8 @@ async function startLocalNats(): Promise<NatsHandle> {
   const port = await freePort();
   const url = `nats://127.0.0.1:${port}`;
   const storeDir = await fs.promises.mkdtemp(path.join(os.tmpdir(), "jsgw-nats-"));
+  // Runs after trackChild's kill, so the server is no longer writing to the directory.
+  const forgetStore = onHostExit(() => fs.rmSync(storeDir, { recursive: true, force: true }));
   let child: ChildProcess | undefined;
 
   const start = async (): Promise<void> => {
@@ -146,6 +148,7 @@ async function startLocalNats(): Promise<NatsHandle> {
     await start();
   } catch (err) {
     await fs.promises.rm(storeDir, { recursive: true, force: true });
+    forgetStore();
     throw err;
   }
 
@@ -161,6 +164,7 @@ async function startLocalNats(): Promise<NatsHandle> {
     close: async () => {
       await stop();
       await fs.promises.rm(storeDir, { recursive: true, force: true });
+      forgetStore();
     },
   };
 }

@@ -13,8 +13,24 @@ let hooksInstalled = false;
 // simply `process`.
 const hostProcess = vm.runInThisContext("process") as NodeJS.Process;
 
+const exitCleanups = new Set<() => void>();
+
 function killAll(): void {
   for (const c of live) c.kill("SIGKILL");
+  for (const cleanup of exitCleanups) {
+    try {
+      cleanup();
+    } catch {
+      // Best effort at exit: one failing cleanup must not stop the others.
+    }
+  }
+}
+
+/** Runs a synchronous cleanup when the (real) process exits; returns an unregister function. */
+export function onHostExit(cleanup: () => void): () => void {
+  installHooks();
+  exitCleanups.add(cleanup);
+  return () => exitCleanups.delete(cleanup);
 }
 
 /**
@@ -32,15 +48,18 @@ export function trackChild(child: ChildProcess): void {
   for (const stream of [child.stdin, child.stdout, child.stderr]) {
     if (stream instanceof Socket) stream.unref();
   }
-  if (!hooksInstalled) {
-    hooksInstalled = true;
-    // `exit` handlers must be synchronous; kill() is, which is all we need to avoid orphans.
-    hostProcess.on("exit", killAll);
-    hostProcess.once("SIGTERM", () => {
-      killAll();
-      hostProcess.exit(143);
-    });
-  }
+  installHooks();
+}
+
+function installHooks(): void {
+  if (hooksInstalled) return;
+  hooksInstalled = true;
+  // `exit` handlers must be synchronous; kill() and rmSync are, which is all we need.
+  hostProcess.on("exit", killAll);
+  hostProcess.once("SIGTERM", () => {
+    killAll();
+    hostProcess.exit(143);
+  });
 }
 
 /** True while the child has neither exited nor been reaped. */

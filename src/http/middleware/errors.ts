@@ -15,7 +15,8 @@ export function errors(log: Logger) {
         log.error({ err }, "error after the response started");
         return;
       }
-      if (err instanceof URIError) return sendError(ctx, 400, "malformed_request", "malformed percent-encoding in the URL");
+      if (err instanceof URIError)
+        return sendError(ctx, 400, "malformed_request", "malformed percent-encoding in the URL");
       log.error({ err, path: ctx.path }, "unhandled error");
       return sendError(ctx, 500, "internal", "internal error");
     }

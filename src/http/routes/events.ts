@@ -4,7 +4,11 @@ import type { Context } from "koa";
 import { attach } from "../../broker/attach";
 import type { Feed } from "../../broker/feed";
 import { ReplayQueueFullError } from "../../broker/replayLimiter";
-import { StreamForbiddenError, StreamMismatchError, StreamNotFoundError } from "../../broker/streams";
+import {
+  StreamForbiddenError,
+  StreamMismatchError,
+  StreamNotFoundError,
+} from "../../broker/streams";
 import { describeSubjectError, parseFilterSet, type SubjectError } from "../../broker/subjects";
 import { parseStart, type StartPosition } from "../../sse/cursor";
 import { encodeRetry } from "../../sse/encoder";
@@ -142,7 +146,10 @@ export function eventsRoute(deps: AppDeps) {
       const full = err instanceof ReplayQueueFullError;
       span.recordException(err as Error);
       span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
-      deps.log.warn({ err, stream, filters: filters.value }, "catch-up failed; closing the session");
+      deps.log.warn(
+        { err, stream, filters: filters.value },
+        "catch-up failed; closing the session",
+      );
       // The client resumes from its last event, on this pod or another.
       session.close(full ? "replay-queue-full" : "replay-failed", jitter(config.SHED_RETRY_MS));
     }
@@ -188,4 +195,3 @@ function answerLookupError(
   deps.log.warn({ err }, "stream lookup failed; shedding the request");
   shed(ctx, deps, "nats-unavailable");
 }
-

@@ -23,7 +23,8 @@ export function readyzRoute(deps: AppDeps) {
     const nats = deps.nats;
     if (!nats) return Promise.resolve(false);
     const now = Date.now();
-    if (!probe || now - probe.at > JETSTREAM_PROBE_MS) probe = { at: now, ok: nats.broker.jetstreamReachable() };
+    if (!probe || now - probe.at > JETSTREAM_PROBE_MS)
+      probe = { at: now, ok: nats.broker.jetstreamReachable() };
     return probe.ok;
   };
   return async (ctx: Context): Promise<void> => {

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# `make dev`: local nats-server with JetStream, the DEMO stream (demo.>), the gateway with its
+# demo page, and a ticker. Ctrl-C stops all of them.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+export PATH="$ROOT/node_modules/.bin:$PATH"
+
+NATS_PORT="${NATS_PORT:-4222}"
+export NATS_URL="${NATS_URL:-nats://127.0.0.1:$NATS_PORT}"
+export PORT="${PORT:-8080}"
+export DEMO=true
+export FEED_LINGER_MS="${FEED_LINGER_MS:-30000}"
+
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup INT TERM EXIT
+
+if (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null; then
+  echo "using the NATS server already listening on 127.0.0.1:$NATS_PORT"
+else
+  NATS_BIN="$(bash scripts/nats-server-path.sh)"
+  mkdir -p .tools/dev-data
+  "$NATS_BIN" -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$ROOT/.tools/dev-data" >.tools/dev-nats.log 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null && break
+    sleep 0.1
+  done
+  echo "nats-server $("$NATS_BIN" --version) on $NATS_URL (log: .tools/dev-nats.log)"
+fi
+
+node dist/scripts/ensure-stream.js DEMO 'demo.>'
+node dist/src/main.js &
+pids+=($!)
+node dist/scripts/ticker.js demo.ticker &
+pids+=($!)
+
+cat <<MSG
+
+  Demo page:   http://127.0.0.1:$PORT/
+  Stream:      curl -N http://127.0.0.1:$PORT/events/demo.ticker
+  Publish:     npm run publish -- demo.chat "hello"
+  Ctrl-C stops NATS, the gateway and the ticker.
+
+MSG
+wait -n "${pids[@]}"

@@ -1,0 +1,54 @@
+import { ConfigError, loadConfig } from "../../src/config";
+
+describe("loadConfig", () => {
+  it("uses the documented defaults", () => {
+    const c = loadConfig({});
+    expect(c.PORT).toBe(8080);
+    expect(c.NATS_URL).toEqual(["nats://127.0.0.1:4222"]);
+    expect(c.HEARTBEAT_MS).toBe(15_000);
+    expect(c.MAX_CONNECTIONS).toBe(10_000);
+    expect(c.ALLOW_KV).toBe(false);
+    expect(c.CORS_ORIGINS).toEqual([]);
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it("parses numbers, booleans and lists", () => {
+    const c = loadConfig({
+      PORT: "9090",
+      NATS_URL: "nats://a:4222, nats://b:4222",
+      ALLOW_WILDCARDS: "false",
+      CORS_ORIGINS: "https://a.example,https://b.example",
+    });
+    expect(c.PORT).toBe(9090);
+    expect(c.NATS_URL).toEqual(["nats://a:4222", "nats://b:4222"]);
+    expect(c.ALLOW_WILDCARDS).toBe(false);
+    expect(c.CORS_ORIGINS).toEqual(["https://a.example", "https://b.example"]);
+  });
+
+  it("treats empty values as unset", () => {
+    expect(loadConfig({ PORT: "" }).PORT).toBe(8080);
+  });
+
+  it("names every bad variable in one error", () => {
+    let err: unknown;
+    try {
+      loadConfig({ PORT: "eighty", HEARTBEAT_MS: "10", ALLOW_KV: "maybe", NATS_URL: "not a url" });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    const msg = (err as Error).message;
+    for (const name of ["PORT", "HEARTBEAT_MS", "ALLOW_KV", "NATS_URL"])
+      expect(msg).toContain(name);
+    expect((err as ConfigError).problems).toHaveLength(4);
+    expect(msg).toMatch(/PORT="eighty": expected an integer/);
+    expect(msg).toMatch(/HEARTBEAT_MS="10": expected at least 1000/);
+  });
+
+  it("checks settings against each other", () => {
+    expect(() => loadConfig({ DRAIN_WINDOW_MS: "30000", SHUTDOWN_TIMEOUT_MS: "20000" })).toThrow(
+      /DRAIN_WINDOW_MS=30000: must be less than SHUTDOWN_TIMEOUT_MS/,
+    );
+    expect(() => loadConfig({ EVENT_TYPE_HEADER: "bad header" })).toThrow(/EVENT_TYPE_HEADER/);
+  });
+});
