@@ -74,8 +74,9 @@ export async function startGateway(
         windowMessages: config.WINDOW_MESSAGES,
         windowBytes: config.WINDOW_BYTES,
         lingerMs: config.FEED_LINGER_MS,
+        warmUpTimeoutMs: config.NATS_REQUEST_TIMEOUT_MS,
       },
-      { js: b.js, resolver, metrics, log },
+      { js: b.js, jsm: b.jsm, resolver, metrics, log },
       // The stream went away: its clients come back (here or elsewhere) and get a reset
       // notice or a 404, whichever now applies.
       (ended) => ended.forEach((s) => s.close("feed-ended", jitter(config.SHED_RETRY_MS))),

@@ -3,12 +3,14 @@ import {
   type Consumer,
   type ConsumerMessages,
   type JetStreamClient,
+  type JetStreamManager,
   type JsMsg,
 } from "@nats-io/jetstream";
 import type { Logger } from "../telemetry/logger";
 import type { Metrics } from "../telemetry/metrics";
 import type { Batch, Frame, Session } from "../sse/session";
 import { frameOf } from "./frames";
+import { cursorForLast } from "./lastN";
 import type { StreamResolver } from "./streams";
 import { RecentWindow } from "./window";
 
@@ -22,10 +24,13 @@ export interface FeedOptions {
   windowBytes: number;
   /** Messages requested per pull from the live consumer, in messages. Default 512. */
   pullBatch?: number;
+  /** Longest wait for the window's warm-up at start, in milliseconds. Default 5000. */
+  warmUpTimeoutMs?: number;
 }
 
 export interface FeedDeps {
   js: JetStreamClient;
+  jsm: JetStreamManager;
   resolver: StreamResolver;
   metrics: Metrics;
   log: Logger;
@@ -46,6 +51,10 @@ export class Feed {
   private consumer: Consumer | undefined;
   private pending: Frame[] = [];
   private flushScheduled = false;
+  /** While true, messages only fill the window: no session is waiting for them yet. */
+  private warming = true;
+  private warmUntil = 0;
+  private endWarmUp: () => void = () => {};
   /** Settles when the live consumer runs (or failed to start). */
   readonly ready: Promise<void>;
 
@@ -93,29 +102,55 @@ export class Feed {
   }
 
   private async start(): Promise<void> {
-    const { js, resolver, metrics, log } = this.deps;
+    const { js, jsm, resolver, metrics, log } = this.deps;
     const state = await resolver.state(this.stream);
-    // Start exactly after the stream's last sequence, so the window's floor is known: every
-    // matching message after it arrives through this consumer.
-    this.window.reset(state.last);
+    // Begin at the last WINDOW_MESSAGES matching messages, so the window can serve resumes
+    // from memory as soon as the feed is ready. Every matching message after the window's
+    // floor then arrives through this one consumer, in order.
+    const warm = this.opts.windowMessages > 0 && state.last >= Math.max(1, state.first);
+    const from = warm
+      ? (await cursorForLast(jsm, this.stream, this.filters, this.opts.windowMessages, state)) + 1
+      : state.last + 1;
+    this.window.reset(from - 1);
     const consumer = await js.consumers.get(this.stream, {
       filter_subjects: [...this.filters],
       deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: state.last + 1,
+      opt_start_seq: from,
     });
     this.consumer = consumer;
     if (this.state === "closed") {
       await consumer.delete().catch(() => undefined);
       return;
     }
+    const backlog = (await consumer.info(true)).num_pending;
+    const warmed = new Promise<void>((resolve) => {
+      this.endWarmUp = resolve;
+      if (backlog === 0) this.finishWarmUp();
+    });
+    this.warmUntil = state.last;
     this.messages = await consumer.consume({
       max_messages: this.opts.pullBatch ?? 512,
       callback: (m) => this.onMessage(m),
     });
+    void this.watch(this.messages);
+    // A warm-up that stalls (NATS trouble) must not hold requests forever: the window then
+    // simply starts smaller.
+    const stall = setTimeout(() => this.finishWarmUp(), this.opts.warmUpTimeoutMs ?? 5_000);
+    await warmed;
+    clearTimeout(stall);
+    if ((this.state as State) === "closed") return; // closed while warming up
     this.state = "running";
     metrics.feeds.inc();
-    log.debug({ stream: this.stream, filters: this.filters, from: state.last + 1 }, "feed started");
-    void this.watch(this.messages);
+    log.debug(
+      { stream: this.stream, filters: this.filters, from, warmed: this.window.size },
+      "feed started",
+    );
+  }
+
+  private finishWarmUp(): void {
+    if (!this.warming) return;
+    this.warming = false;
+    this.endWarmUp();
   }
 
   private async watch(messages: ConsumerMessages): Promise<void> {
@@ -139,13 +174,17 @@ export class Feed {
   }
 
   private onMessage(m: JsMsg): void {
-    if (this.state !== "running" || m.seq <= this.window.last) return;
+    if (this.state === "closed" || m.seq <= this.window.last) return;
     const frame = frameOf(m, this.opts.eventHeader);
     const size = this.window.size;
     const bytes = this.window.bytes;
     this.window.push(frame);
     this.updateWindowMetrics(this.window.size - size, this.window.bytes - bytes);
     this.deps.metrics.feedMessages.inc();
+    if (this.warming) {
+      if (m.seq >= this.warmUntil || m.info.pending === 0) this.finishWarmUp();
+      return;
+    }
     this.pending.push(frame);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
