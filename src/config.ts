@@ -106,6 +106,7 @@ const schema = z.object({
   DRAIN_WINDOW_MS: int(10_000, 0, 3_600_000),
   SHUTDOWN_TIMEOUT_MS: int(25_000, 100, 3_600_000),
   HTTP_MAX_HEADER_BYTES: int(16_384, 1_024, 1_048_576),
+  HTTP_BACKLOG: int(4_096, 1, 65_535),
   LOG_LEVEL: logLevel,
   DEMO: bool(false),
 });

@@ -53,7 +53,9 @@ export async function startGateway(
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(config.PORT, config.HOST, () => {
+    // A reconnect storm opens thousands of connections at once; Node's default backlog (511)
+    // would drop SYNs and delay them by whole seconds. The kernel caps it at somaxconn.
+    server.listen(config.PORT, config.HOST, config.HTTP_BACKLOG, () => {
       server.off("error", reject);
       resolve();
     });

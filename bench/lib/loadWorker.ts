@@ -1,0 +1,220 @@
+/**
+ * A load-client process: holds many SSE connections on raw sockets, decodes HTTP chunking and
+ * SSE for real (SseWireDecoder), and reports to its parent over IPC. Run with child_process.fork.
+ *
+ * Payloads of fan-out messages start with `t=<publish time ms>;r=<round>;` so latency is
+ * measured per delivery without parsing JSON.
+ */
+import { connect, type Socket } from "node:net";
+import { Histogram, nowMs } from "./histogram";
+import { SseWireDecoder, type WireEvent } from "./sseWire";
+
+export type WorkerCommand =
+  | {
+      cmd: "open";
+      host: string;
+      port: number;
+      path: string;
+      cursors: Array<number | null>;
+      batch: number;
+    }
+  | { cmd: "round"; round: number; expect: number; timeoutMs: number }
+  | { cmd: "catchup"; target: number; timeoutMs: number }
+  | { cmd: "close" };
+
+export type WorkerReport =
+  | { type: "opened"; ok: number; failed: number; statuses: Record<string, number> }
+  | {
+      type: "round";
+      round: number;
+      complete: number;
+      deliveries: number;
+      lastAt: number;
+      hist: { counts: Record<number, number>; total: number };
+    }
+  | {
+      type: "caughtUp";
+      complete: number;
+      deliveries: number;
+      duplicates: number;
+      gaps: number;
+      lastAt: number;
+    }
+  | { type: "error"; message: string };
+
+interface Client {
+  socket: Socket;
+  decoder: SseWireDecoder;
+  cursor: number | null;
+  lastSeq: number;
+  duplicates: number;
+  gaps: number;
+  deliveries: number;
+  roundCount: number;
+}
+
+const clients: Client[] = [];
+let round = -1;
+let roundHist = new Histogram();
+let roundDeliveries = 0;
+let lastAt = 0;
+let check: (() => void) | undefined;
+/** In catch-up mode: the sequence every client must reach, and how many have not yet. */
+let catchTarget = Infinity;
+let behind = 0;
+
+function send(r: WorkerReport): void {
+  process.send?.(r);
+}
+
+function onEvent(c: Client, e: WireEvent): void {
+  const at = nowMs();
+  if (e.event !== "message") return; // notices
+  const seq = Number(e.id);
+  if (seq <= c.lastSeq) c.duplicates++;
+  else if (c.cursor !== null && c.lastSeq > 0 && seq !== c.lastSeq + 1) c.gaps++;
+  else if (c.cursor !== null && c.lastSeq === 0 && seq !== c.cursor + 1) c.gaps++;
+  if (seq > c.lastSeq) {
+    if (c.lastSeq < catchTarget && seq >= catchTarget) behind--;
+    c.lastSeq = seq;
+  }
+  c.deliveries++;
+  lastAt = at;
+  // Fan-out payloads begin `t=<ms>;r=<round>;`: read them from the bytes, no decoding.
+  const d = e.dataLines[0];
+  if (d !== undefined && d[0] === 116 /* t */ && d[1] === 61 /* = */) {
+    const semi = d.indexOf(59 /* ; */);
+    const semi2 = d.indexOf(59, semi + 1);
+    const r = Number(d.toString("latin1", semi + 3, semi2));
+    if (r === round) {
+      roundHist.add(at - Number(d.toString("latin1", 2, semi)));
+      roundDeliveries++;
+      c.roundCount++;
+    }
+  }
+  check?.();
+}
+
+function open(cmd: Extract<WorkerCommand, { cmd: "open" }>): void {
+  let settled = 0;
+  let ok = 0;
+  let failed = 0;
+  const statuses: Record<string, number> = {};
+  const done = () => {
+    if (++settled === cmd.cursors.length) send({ type: "opened", ok, failed, statuses });
+  };
+  let next = 0;
+  const startOne = () => {
+    const i = next++;
+    if (i >= cmd.cursors.length) return;
+    const cursor = cmd.cursors[i] ?? null;
+    const socket = connect({ host: cmd.host, port: cmd.port });
+    const c: Client = {
+      socket,
+      cursor,
+      lastSeq: cursor ?? 0,
+      duplicates: 0,
+      gaps: 0,
+      deliveries: 0,
+      roundCount: 0,
+      decoder: new SseWireDecoder((e) => onEvent(c, e)),
+    };
+    clients.push(c);
+    let headed = false;
+    socket.setNoDelay(true);
+    socket.on("connect", () => {
+      socket.write(
+        `GET ${cmd.path} HTTP/1.1\r\nHost: ${cmd.host}:${cmd.port}\r\nAccept: text/event-stream\r\n` +
+          (cursor === null ? "" : `Last-Event-ID: ${cursor}\r\n`) +
+          "\r\n",
+      );
+    });
+    socket.on("data", (buf) => {
+      c.decoder.push(buf);
+      if (!headed && c.decoder.status > 0) {
+        headed = true;
+        statuses[c.decoder.status] = (statuses[c.decoder.status] ?? 0) + 1;
+        if (c.decoder.status === 200) ok++;
+        else failed++;
+        done();
+        startOne();
+      }
+    });
+    socket.on("error", () => undefined);
+    socket.on("close", () => {
+      if (!headed) {
+        headed = true;
+        failed++;
+        statuses.closed = (statuses.closed ?? 0) + 1;
+        done();
+        startOne();
+      }
+    });
+  };
+  // `batch` connections in flight at once (0: all at once, as in a reconnect storm).
+  const parallel = cmd.batch > 0 ? cmd.batch : cmd.cursors.length;
+  for (let k = 0; k < Math.min(parallel, cmd.cursors.length); k++) startOne();
+}
+
+function waitRound(cmd: Extract<WorkerCommand, { cmd: "round" }>): void {
+  round = cmd.round;
+  roundHist = new Histogram();
+  roundDeliveries = 0;
+  for (const c of clients) c.roundCount = 0;
+  let complete = 0;
+  const finish = () => {
+    check = undefined;
+    clearTimeout(timer);
+    send({ type: "round", round, complete, deliveries: roundDeliveries, lastAt, hist: roundHist });
+  };
+  const timer = setTimeout(finish, cmd.timeoutMs);
+  check = () => {
+    if (roundDeliveries < clients.length * cmd.expect) return;
+    complete = clients.filter((c) => c.roundCount >= cmd.expect).length;
+    if (complete === clients.length) finish();
+  };
+  check();
+}
+
+function waitCatchup(cmd: Extract<WorkerCommand, { cmd: "catchup" }>): void {
+  const report = () => {
+    check = undefined;
+    catchTarget = Infinity;
+    clearTimeout(timer);
+    let deliveries = 0;
+    let duplicates = 0;
+    let gaps = 0;
+    for (const c of clients) {
+      deliveries += c.deliveries;
+      duplicates += c.duplicates;
+      gaps += c.gaps;
+    }
+    const complete = clients.filter((c) => c.lastSeq >= cmd.target).length;
+    send({ type: "caughtUp", complete, deliveries, duplicates, gaps, lastAt });
+  };
+  const timer = setTimeout(report, cmd.timeoutMs);
+  catchTarget = cmd.target;
+  behind = clients.filter((c) => c.lastSeq < cmd.target).length;
+  check = () => {
+    if (behind === 0) report();
+  };
+  check();
+}
+
+process.on("message", (m: WorkerCommand) => {
+  try {
+    switch (m.cmd) {
+      case "open":
+        return open(m);
+      case "round":
+        return waitRound(m);
+      case "catchup":
+        return waitCatchup(m);
+      case "close":
+        for (const c of clients) c.socket.destroy();
+        process.exit(0);
+    }
+  } catch (err) {
+    send({ type: "error", message: String(err) });
+  }
+});

@@ -1,0 +1,95 @@
+import type { ChildProcess } from "node:child_process";
+import { Histogram } from "./histogram";
+import type { WorkerCommand, WorkerReport } from "./loadWorker";
+import { forkWorker } from "./procs";
+
+type Of<T extends WorkerReport["type"]> = Extract<WorkerReport, { type: T }>;
+
+/** Load-client processes sharing the connections of one benchmark run. */
+export class LoadPool {
+  private readonly workers: ChildProcess[] = [];
+
+  constructor(size: number) {
+    for (let i = 0; i < size; i++) this.workers.push(forkWorker());
+  }
+
+  private ask<T extends WorkerReport["type"]>(
+    type: T,
+    cmds: WorkerCommand[],
+  ): Promise<Array<Of<T>>> {
+    return Promise.all(
+      this.workers.map(
+        (w, i) =>
+          new Promise<Of<T>>((resolve, reject) => {
+            const on = (m: WorkerReport) => {
+              if (m.type === "error") reject(new Error(m.message));
+              else if (m.type === type) {
+                w.off("message", on);
+                resolve(m as Of<T>);
+              }
+            };
+            w.on("message", on);
+            w.send((cmds[i] ?? cmds[0]) as WorkerCommand);
+          }),
+      ),
+    );
+  }
+
+  /** Opens one connection per cursor (null: a fresh connection), spread over the workers. */
+  async open(
+    port: number,
+    path: string,
+    cursors: Array<number | null>,
+    batch: number,
+  ): Promise<{ ok: number; failed: number; statuses: Record<string, number> }> {
+    const parts = this.workers.map((_, i) =>
+      cursors.filter((_, j) => j % this.workers.length === i),
+    );
+    const reports = await this.ask(
+      "opened",
+      parts.map(
+        (p) => ({ cmd: "open", host: "127.0.0.1", port, path, cursors: p, batch }) as WorkerCommand,
+      ),
+    );
+    const statuses: Record<string, number> = {};
+    for (const r of reports)
+      for (const [k, v] of Object.entries(r.statuses)) statuses[k] = (statuses[k] ?? 0) + v;
+    return {
+      ok: reports.reduce((n, r) => n + r.ok, 0),
+      failed: reports.reduce((n, r) => n + r.failed, 0),
+      statuses,
+    };
+  }
+
+  /** Waits until every client got `expect` messages of `round`; merges latencies. */
+  async round(round: number, expect: number, timeoutMs: number) {
+    const reports = await this.ask("round", [{ cmd: "round", round, expect, timeoutMs }]);
+    const hist = new Histogram();
+    for (const r of reports) hist.merge(r.hist);
+    return {
+      complete: reports.reduce((n, r) => n + r.complete, 0),
+      deliveries: reports.reduce((n, r) => n + r.deliveries, 0),
+      lastAt: Math.max(...reports.map((r) => r.lastAt)),
+      hist,
+    };
+  }
+
+  /** Waits until every client has received up to `target` (catch-up after a resume). */
+  async catchup(target: number, timeoutMs: number) {
+    const reports = await this.ask("caughtUp", [{ cmd: "catchup", target, timeoutMs }]);
+    return {
+      complete: reports.reduce((n, r) => n + r.complete, 0),
+      deliveries: reports.reduce((n, r) => n + r.deliveries, 0),
+      duplicates: reports.reduce((n, r) => n + r.duplicates, 0),
+      gaps: reports.reduce((n, r) => n + r.gaps, 0),
+      lastAt: Math.max(...reports.map((r) => r.lastAt)),
+    };
+  }
+
+  close(): void {
+    for (const w of this.workers) {
+      w.send({ cmd: "close" } satisfies WorkerCommand);
+      setTimeout(() => w.kill("SIGKILL"), 2000).unref();
+    }
+  }
+}

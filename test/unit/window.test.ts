@@ -1,0 +1,67 @@
+import { RecentWindow } from "../../src/broker/window";
+
+const frame = (seq: number, size = 10) => ({ seq, buf: Buffer.alloc(size, 0x61) });
+
+describe("RecentWindow", () => {
+  it("covers cursors from its floor to its last sequence", () => {
+    const w = new RecentWindow(10, 1_000);
+    w.reset(100);
+    expect(w.covers(100)).toBe(true);
+    expect(w.covers(99)).toBe(false);
+    w.push(frame(103));
+    w.push(frame(107));
+    expect(w.covers(105)).toBe(true);
+    expect(w.covers(107)).toBe(true);
+    expect(w.covers(108)).toBe(false);
+    expect(w.after(103).map((f) => f.seq)).toEqual([107]);
+    expect(w.after(100).map((f) => f.seq)).toEqual([103, 107]);
+    expect(w.after(107)).toEqual([]);
+  });
+
+  it("evicts by count and raises its floor to the evicted sequence", () => {
+    const w = new RecentWindow(3, 1_000);
+    w.reset(0);
+    for (let s = 1; s <= 5; s++) w.push(frame(s));
+    expect(w.size).toBe(3);
+    expect(w.floor).toBe(2);
+    expect(w.covers(1)).toBe(false);
+    expect(w.after(2).map((f) => f.seq)).toEqual([3, 4, 5]);
+  });
+
+  it("evicts by bytes", () => {
+    const w = new RecentWindow(100, 25);
+    w.reset(0);
+    for (let s = 1; s <= 5; s++) w.push(frame(s, 10));
+    expect(w.bytes).toBeLessThanOrEqual(25);
+    expect(w.size).toBe(2);
+    expect(w.floor).toBe(3);
+  });
+
+  it("keeps nothing with a zero bound, yet still tracks the last sequence", () => {
+    const w = new RecentWindow(0, 0);
+    w.reset(5);
+    w.push(frame(6));
+    expect(w.size).toBe(0);
+    expect(w.covers(6)).toBe(true); // everything after 6 is still to come live
+    expect(w.covers(5)).toBe(false);
+  });
+
+  it("answers last N when it holds N frames, or the whole stream", () => {
+    const w = new RecentWindow(10, 1_000);
+    w.reset(0);
+    for (const s of [2, 4, 6, 8]) w.push(frame(s));
+    expect(w.cursorForLast(2)).toBe(5);
+    expect(w.cursorForLast(10)).toBe(0); // the window holds all since the stream began
+    w.reset(50);
+    w.push(frame(51));
+    expect(w.cursorForLast(2)).toBeUndefined();
+  });
+
+  it("stays correct across compaction of its array", () => {
+    const w = new RecentWindow(5, 1_000_000);
+    w.reset(0);
+    for (let s = 1; s <= 5000; s++) w.push(frame(s, 1));
+    expect(w.size).toBe(5);
+    expect(w.after(4997).map((f) => f.seq)).toEqual([4998, 4999, 5000]);
+  });
+});
