@@ -8,6 +8,8 @@ import type { Config } from "./config";
 import { createApp } from "./http/app";
 import type { AppDeps } from "./http/deps";
 import { rawErrorResponse } from "./http/errors";
+import { eventsHandler } from "./http/events";
+import { isEventsRequest } from "./http/request";
 import { SessionRegistry, jitter } from "./sse/sessionRegistry";
 import type { Logger } from "./telemetry/logger";
 import type { Metrics } from "./telemetry/metrics";
@@ -35,7 +37,12 @@ export async function startGateway(
   const sessions = new SessionRegistry(config.MAX_CONNECTIONS, config.MAX_CONNECTIONS_PER_CLIENT);
   const deps: AppDeps = { config, log, metrics, sessions, draining: false };
   const app = createApp(deps);
-  const server = createServer({ maxHeaderSize: config.HTTP_MAX_HEADER_BYTES }, app.callback());
+  const koa = app.callback();
+  const events = eventsHandler(deps);
+  // The streaming route goes straight to node:http (see http/events.ts); the rest to Koa.
+  const server = createServer({ maxHeaderSize: config.HTTP_MAX_HEADER_BYTES }, (req, res) =>
+    isEventsRequest(req) ? events(req, res) : koa(req, res),
+  );
   server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
     // Node's parser rejects these before Koa sees them; answer in JSON like everything else.
     if (!socket.writable) return socket.destroy();

@@ -71,13 +71,17 @@ async function resume(
   cursor: number,
   deps: AttachDeps,
 ): Promise<void> {
-  if (fromWindow(session, feed, cursor)) return;
+  // Everything the feed sees after this point reaches the session (it joined the feed first).
+  const seen = feed.lastSeq;
+  if (await fromWindow(session, feed, cursor)) return;
   const state = await deps.resolver.state(feed.stream);
   let after = cursor;
   if (cursor > state.last) {
     // The stream holds less than the client has seen: it was recreated or purged. Move the
-    // client's Last-Event-ID back so later reconnects resume from what exists now.
-    after = state.last;
+    // client's Last-Event-ID back so later reconnects resume from what exists now. Not past
+    // `seen`: a message published while we asked JetStream would be skipped, though the
+    // client's stream was already open.
+    after = Math.min(state.last, seen);
     deps.metrics.notices.inc({ type: "reset" });
     session.notice(
       encodeNotice(RESET_EVENT, after, { stream: feed.stream, cursor, lastSequence: state.last }),
@@ -100,15 +104,27 @@ async function resume(
   } else {
     session.lastSeq = cursor;
   }
-  if (fromWindow(session, feed, after)) return;
+  if (await fromWindow(session, feed, after)) return;
   await replayThenLive(session, feed, { afterSeq: after }, deps);
 }
 
-/** Serves the catch-up from the feed's window when it covers `cursor`; false otherwise. */
-function fromWindow(session: Session, feed: Feed, cursor: number): boolean {
+/**
+ * Serves the catch-up from the feed's window when it covers `cursor`; false otherwise.
+ *
+ * The window can hold far more than SESSION_MAX_BUFFER_BYTES, so its frames go out with the
+ * same back-pressure as a replay (pausing while the socket is congested); written at once, a
+ * large catch-up would exceed the bound and close the session as slow on every reconnect.
+ * `after()` is a snapshot, and live frames are held until `goLive`, so waiting here leaves no
+ * gap and no duplicate.
+ */
+async function fromWindow(session: Session, feed: Feed, cursor: number): Promise<boolean> {
   if (!feed.window.covers(cursor)) return false;
   session.lastSeq = Math.max(session.lastSeq ?? 0, cursor);
-  session.deliverFrames(feed.window.after(cursor));
+  for (const frame of feed.window.after(cursor)) {
+    if (session.closed) return true;
+    session.deliverReplayed(frame);
+    if (session.congested) await session.writable();
+  }
   session.goLive();
   return true;
 }

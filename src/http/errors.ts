@@ -1,3 +1,4 @@
+import type { ServerResponse } from "node:http";
 import type { Context } from "koa";
 
 /** The `error` codes of JSON error bodies; each is listed in the README. */
@@ -40,4 +41,22 @@ export function rawErrorResponse(
     `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\n` +
     `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
   );
+}
+
+/** The same `{ error, message }` answer on a bare Node response (the streaming route). */
+export function writeError(
+  res: ServerResponse,
+  status: number,
+  error: ErrorCode,
+  message: string,
+  headers: Record<string, string> = {},
+): void {
+  const body = JSON.stringify({ error, message });
+  res.writeHead(status, {
+    ...headers,
+    "Content-Type": "application/json; charset=utf-8",
+    "Content-Length": String(Buffer.byteLength(body)),
+    "Cache-Control": "no-store",
+  });
+  res.end(body);
 }

@@ -1,19 +1,19 @@
-import type { Context } from "koa";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { encodeComment, encodeRetry } from "../sse/encoder";
 import { jitter } from "../sse/sessionRegistry";
 import type { AppDeps } from "./deps";
-import { sendError, type ErrorCode } from "./errors";
+import { writeError, type ErrorCode } from "./errors";
+import { header } from "./request";
 import { SSE_HEADERS } from "./sseHeaders";
 
 /** Why a stream request was turned away before it started. */
-export type ShedReason =
-  "full" | "client-limit" | "draining" | "nats-unavailable" | "replay-queue-full";
+export type ShedReason = "full" | "client-limit" | "draining" | "nats-unavailable";
 
-const MESSAGES: Record<ShedReason, [number, ErrorCode, string]> = {
+const ANSWERS: Record<ShedReason, [number, ErrorCode, string]> = {
   full: [503, "full", "this gateway instance is at its connection limit; retry"],
   "client-limit": [429, "client_limit", "too many connections from this client address"],
   draining: [503, "draining", "this gateway instance is shutting down; retry"],
   "nats-unavailable": [503, "nats_unavailable", "NATS is not reachable from this instance; retry"],
-  "replay-queue-full": [503, "full", "too many replays waiting on this instance; retry"],
 };
 
 /**
@@ -23,16 +23,23 @@ const MESSAGES: Record<ShedReason, [number, ErrorCode, string]> = {
  * browser reconnects later (by then, readiness has steered the Service to other pods).
  * Other clients get the status and a JSON body with `Retry-After`.
  */
-export function shed(ctx: Context, deps: AppDeps, reason: ShedReason): void {
+export function shed(
+  req: IncomingMessage,
+  res: ServerResponse,
+  deps: AppDeps,
+  reason: ShedReason,
+  headers: Record<string, string>,
+): void {
   deps.metrics.shed.inc({ reason });
   const retryMs = jitter(deps.config.SHED_RETRY_MS);
-  const [status, code, message] = MESSAGES[reason];
-  if ((ctx.get("accept") || "").includes("text/event-stream")) {
-    ctx.status = 200;
-    ctx.set(SSE_HEADERS);
-    ctx.body = `retry: ${retryMs}\n: ${reason}\n\n`;
+  if ((header(req, "accept") ?? "").includes("text/event-stream")) {
+    res.writeHead(200, { ...headers, ...SSE_HEADERS });
+    res.end(Buffer.concat([encodeRetry(retryMs), encodeComment(reason)]));
     return;
   }
-  ctx.set("Retry-After", String(Math.max(1, Math.ceil(retryMs / 1000))));
-  sendError(ctx, status, code, message);
+  const [status, code, message] = ANSWERS[reason];
+  writeError(res, status, code, message, {
+    ...headers,
+    "Retry-After": String(Math.max(1, Math.ceil(retryMs / 1000))),
+  });
 }

@@ -54,6 +54,13 @@ export class Session {
   private outBytes = 0;
   private flushScheduled = false;
   private readonly abort = new AbortController();
+  /** Wakes a {@link writable} waiter when the socket has taken a write. */
+  private wake: (() => void) | undefined;
+  private readonly onWritten = (): void => {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  };
 
   constructor(
     private readonly res: ServerResponse,
@@ -65,6 +72,16 @@ export class Session {
   /** Aborted when the session closes: replays and waits listen to it. */
   get signal(): AbortSignal {
     return this.abort.signal;
+  }
+
+  /** Runs `fn` once when the session closes (at once if it already has); returns an undo. */
+  whenClosed(fn: () => void): () => void {
+    if (this.closed) {
+      fn();
+      return () => {};
+    }
+    this.abort.signal.addEventListener("abort", fn, { once: true });
+    return () => this.abort.signal.removeEventListener("abort", fn);
   }
 
   get closed(): boolean {
@@ -92,7 +109,10 @@ export class Session {
     }
     const last = this.lastSeq ?? 0;
     if (batch.firstSeq > last) {
-      this.write(batch.buf, batch.frames.length);
+      // Frames queued for this tick (the held or caught-up ones released by goLive) have
+      // lower sequences: the batch must follow them, not overtake them with a direct write.
+      if (this.outBytes > 0) this.send(batch.buf, batch.frames.length);
+      else this.write(batch.buf, batch.frames.length);
       this.lastSeq = batch.lastSeq;
       return;
     }
@@ -146,19 +166,27 @@ export class Session {
     this.write(buf, 0);
   }
 
-  /** Resolves when the socket has room again (or the session closed): replay back-pressure. */
+  /**
+   * Resolves when the socket has taken enough that the session is no longer congested (or the
+   * session closed): back-pressure for replays and window catch-ups.
+   *
+   * Waiting for `drain` alone is not enough: Node's high-water mark (64 KiB) may be at or above
+   * SESSION_MAX_BUFFER_BYTES, and writes made without leaving the microtask queue never reach
+   * the socket at all, so a catch-up loop would pile up bytes until the session counted as slow.
+   * Each write's callback (the socket took it) wakes the waiter to look again.
+   */
   async writable(): Promise<void> {
     this.flush();
-    if (this.closed || !this.res.writableNeedDrain) return;
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        this.res.off("drain", done);
-        this.abort.signal.removeEventListener("abort", done);
-        resolve();
-      };
-      this.res.once("drain", done);
-      this.abort.signal.addEventListener("abort", done, { once: true });
-    });
+    while (!this.closed && this.congested) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          this.abort.signal.removeEventListener("abort", done);
+          resolve();
+        };
+        this.wake = done;
+        this.abort.signal.addEventListener("abort", done, { once: true });
+      });
+    }
   }
 
   /** True when a replay should wait for the socket before reading more. */
@@ -210,10 +238,19 @@ export class Session {
     this.write(buf, 0);
   }
 
+  /**
+   * Slow means the socket has not taken what it was given before: bytes handed over in this
+   * very tick have not met the socket yet (Node writes them after the tick), so a burst larger
+   * than the bound must not by itself evict a client that reads. A live batch is shared by all
+   * sessions, so what a slow session holds alone stays within the bound.
+   */
   private write(buf: Buffer, events: number): void {
     if (this.closed) return;
+    if (this.res.writableLength > this.opts.maxBufferBytes) {
+      this.close("slow");
+      return;
+    }
     this.events += events;
-    this.res.write(buf);
-    if (this.res.writableLength > this.opts.maxBufferBytes) this.close("slow");
+    this.res.write(buf, this.onWritten);
   }
 }

@@ -1,29 +1,15 @@
 import type { Context, Next } from "koa";
+import { corsHeaders, PREFLIGHT_HEADERS } from "../cors";
 
-/**
- * CORS for browsers on other origins (CORS_ORIGINS). `*` allows any origin without
- * credentials; listed origins are echoed back with credentials allowed, so
- * `new EventSource(url, { withCredentials: true })` works from them.
- */
+/** CORS for the Koa routes, and preflight answers for every route (see ../cors.ts). */
 export function cors(origins: readonly string[]) {
-  const any = origins.includes("*");
-  const allowed = new Set(origins);
   return async (ctx: Context, next: Next): Promise<void> => {
-    const origin = ctx.get("origin");
-    if (origin && (any || allowed.has(origin))) {
-      if (any) ctx.set("Access-Control-Allow-Origin", "*");
-      else {
-        ctx.set("Access-Control-Allow-Origin", origin);
-        ctx.set("Access-Control-Allow-Credentials", "true");
-        ctx.vary("Origin");
-      }
-      if (ctx.method === "OPTIONS") {
-        ctx.set("Access-Control-Allow-Methods", "GET, OPTIONS");
-        ctx.set("Access-Control-Allow-Headers", "Last-Event-ID, Cache-Control");
-        ctx.set("Access-Control-Max-Age", "600");
-        ctx.status = 204;
-        return;
-      }
+    const headers = corsHeaders(origins, ctx.get("origin") || undefined);
+    ctx.set(headers);
+    if (ctx.method === "OPTIONS" && headers["Access-Control-Allow-Origin"]) {
+      ctx.set(PREFLIGHT_HEADERS);
+      ctx.status = 204;
+      return;
     }
     await next();
   };

@@ -1,0 +1,212 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { JetStreamApiError } from "@nats-io/jetstream";
+import { SpanStatusCode, type Span } from "@opentelemetry/api";
+import { attach } from "../broker/attach";
+import type { Feed } from "../broker/feed";
+import { ReplayQueueFullError } from "../broker/replayLimiter";
+import { StreamForbiddenError, StreamMismatchError, StreamNotFoundError } from "../broker/streams";
+import { describeSubjectError, parseFilterSet, type SubjectError } from "../broker/subjects";
+import { parseStart, type StartPosition } from "../sse/cursor";
+import { encodeRetry } from "../sse/encoder";
+import { Session } from "../sse/session";
+import { jitter, type Ticket } from "../sse/sessionRegistry";
+import { tracer } from "../telemetry/tracing";
+import { corsHeaders } from "./cors";
+import type { AppDeps, NatsParts } from "./deps";
+import { writeError, type ErrorCode } from "./errors";
+import { clientAddress, header, parseEventsUrl } from "./request";
+import { shed } from "./shed";
+import { SSE_HEADERS } from "./sseHeaders";
+
+const SUBJECT_ERRORS: Record<SubjectError["type"], [number, ErrorCode]> = {
+  malformed: [400, "malformed_subject"],
+  forbidden: [403, "subject_forbidden"],
+  overlap: [400, "overlapping_subjects"],
+  "too-many": [400, "too_many_subjects"],
+  empty: [400, "no_subject"],
+};
+
+/**
+ * `GET /events/<subject>` and `GET /events?subject=a&subject=b`.
+ *
+ * This route is served on `node:http` directly, not through Koa: Koa keeps its context, request
+ * and response objects alive for as long as a response is open (about 3 kB per connection,
+ * measured), and an SSE response is open for hours. The other routes stay on Koa.
+ *
+ * Everything that can be wrong with the request is checked before the 200 is sent, so bad input
+ * gets a status and a JSON body; after that, the only move left is to close the stream.
+ */
+export function eventsHandler(deps: AppDeps) {
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    handle(req, res, deps).catch((err: unknown) => {
+      deps.log.error({ err, url: req.url }, "events handler failed");
+      if (!res.headersSent) writeError(res, 500, "internal", "internal error");
+      else res.destroy();
+    });
+  };
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse, deps: AppDeps): Promise<void> {
+  const { config, metrics } = deps;
+  const cors = corsHeaders(config.CORS_ORIGINS, header(req, "origin"));
+  const reject = (status: number, code: ErrorCode, message: string) => {
+    metrics.rejected.inc({ code });
+    writeError(res, status, code, message, cors);
+  };
+
+  const url = parseEventsUrl(req.url ?? "/events");
+  if (!url.ok) return reject(400, "malformed_request", url.message);
+  const q = url.query.subject;
+  const subjects = [
+    ...(url.subject === undefined ? [] : [url.subject]),
+    ...(q === undefined ? [] : Array.isArray(q) ? q : [q]),
+  ];
+  const filters = parseFilterSet(subjects, {
+    allowWildcards: config.ALLOW_WILDCARDS,
+    allowKv: config.ALLOW_KV,
+    maxSubjects: config.MAX_SUBJECTS,
+    maxLength: config.MAX_SUBJECT_LENGTH,
+  });
+  if (!filters.ok) {
+    const [status, code] = SUBJECT_ERRORS[filters.error.type];
+    return reject(status, code, describeSubjectError(filters.error));
+  }
+  const start = parseStart({
+    header: header(req, "last-event-id"),
+    query: url.query,
+    maxLast: config.MAX_LAST,
+  });
+  if (!start.ok)
+    return reject(
+      400,
+      start.error.type === "invalid-cursor" ? "malformed_cursor" : "invalid_start",
+      start.error.message,
+    );
+
+  if (deps.draining) return shed(req, res, deps, "draining", cors);
+  const nats = deps.nats;
+  if (!nats || !nats.broker.connected()) return shed(req, res, deps, "nats-unavailable", cors);
+  const ticket = deps.sessions.admit(clientAddress(req, config.TRUST_PROXY));
+  if (ticket === "full" || ticket === "client-limit") return shed(req, res, deps, ticket, cors);
+
+  let stream: string;
+  const session = new Session(res, { maxBufferBytes: config.SESSION_MAX_BUFFER_BYTES });
+  let feed: Feed;
+  try {
+    stream = await nats.resolver.resolve(filters.value);
+    feed = await nats.feeds.join(stream, filters.value, session);
+  } catch (err) {
+    ticket.release();
+    if (!res.headersSent && !res.destroyed) answerLookupError(req, res, deps, err, reject, cors);
+    return;
+  }
+  if (session.closed || deps.draining) {
+    // The client left (or shutdown began) while the feed was starting.
+    nats.feeds.leave(feed, session);
+    ticket.release();
+    if (!session.closed) shed(req, res, deps, "draining", cors);
+    return;
+  }
+
+  res.writeHead(200, { ...cors, ...SSE_HEADERS });
+  res.socket?.setNoDelay(true);
+  session.control(encodeRetry(config.RETRY_MS));
+  const span = tracer().startSpan("sse.session", {
+    attributes: {
+      "messaging.system": "nats",
+      "messaging.destination.name": filters.value.join(","),
+      "sse.stream": stream,
+      "sse.start": start.value.kind,
+      ...cursorAttributes(start.value),
+    },
+  });
+  track(session, feed, ticket, span, nats, deps, start.value.kind);
+  if (session.closed) return;
+
+  try {
+    await attach(session, feed, start.value, {
+      js: nats.broker.js,
+      jsm: nats.broker.jsm,
+      resolver: nats.resolver,
+      limiter: nats.limiter,
+      metrics,
+      eventHeader: config.EVENT_TYPE_HEADER,
+      replayBatch: config.REPLAY_BATCH,
+    });
+  } catch (err) {
+    if (session.closed) return;
+    const full = err instanceof ReplayQueueFullError;
+    span.recordException(err as Error);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+    deps.log.warn({ err, stream, filters: filters.value }, "catch-up failed; closing the session");
+    // The client resumes from its last event, on this pod or another.
+    session.close(full ? "replay-queue-full" : "replay-failed", jitter(config.SHED_RETRY_MS));
+  }
+}
+
+/**
+ * Registers an open session and its clean-up. Kept apart from `handle` so the clean-up closure
+ * holds only what it needs for the hours a stream may stay open, not the request's locals.
+ */
+function track(
+  session: Session,
+  feed: Feed,
+  ticket: Ticket,
+  span: Span,
+  nats: NatsParts,
+  deps: AppDeps,
+  kind: StartPosition["kind"],
+): void {
+  const { metrics, sessions } = deps;
+  metrics.sessions.inc();
+  metrics.sessionsOpened.inc({ start: kind });
+  sessions.add(session);
+  session.whenClosed(() => {
+    const reason = session.closeReason ?? "client";
+    ticket.release();
+    sessions.remove(session);
+    nats.feeds.leave(feed, session);
+    metrics.sessions.dec();
+    metrics.sessionsClosed.inc({ reason });
+    span.setAttributes({ "sse.close_reason": reason, "sse.events": session.events });
+    if (session.lastSeq !== undefined) span.setAttribute("sse.last_seq", session.lastSeq);
+    span.end();
+  });
+}
+
+function cursorAttributes(start: StartPosition): Record<string, number | string> {
+  switch (start.kind) {
+    case "after":
+      return { "sse.cursor": start.seq };
+    case "from":
+      return { "sse.from": start.seq };
+    case "last":
+      return { "sse.last": start.count };
+    case "since":
+      return { "sse.since": start.time.toISOString() };
+    case "new":
+      return {};
+  }
+}
+
+/** Maps a failure to find the stream or start the feed to an answer. */
+function answerLookupError(
+  req: IncomingMessage,
+  res: ServerResponse,
+  deps: AppDeps,
+  err: unknown,
+  reject: (status: number, code: ErrorCode, message: string) => void,
+  cors: Record<string, string>,
+): void {
+  if (err instanceof StreamNotFoundError) return reject(404, "stream_not_found", err.message);
+  if (err instanceof StreamMismatchError) return reject(400, "subjects_span_streams", err.message);
+  if (err instanceof StreamForbiddenError) return reject(403, "subject_forbidden", err.message);
+  if (err instanceof JetStreamApiError) {
+    // The server judged the request itself (e.g. a filter it will not accept): the client's
+    // input, so a 4xx with the server's words, never a 5xx.
+    if (err.status === 404) return reject(404, "stream_not_found", err.message);
+    if (err.status >= 400 && err.status < 500) return reject(400, "malformed_subject", err.message);
+  }
+  deps.log.warn({ err }, "stream lookup failed; shedding the request");
+  shed(req, res, deps, "nats-unavailable", cors);
+}
