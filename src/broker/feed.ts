@@ -130,9 +130,20 @@ export class Feed {
     this.warmUntil = state.last;
     this.messages = await consumer.consume({
       max_messages: this.opts.pullBatch ?? 512,
-      callback: (m) => this.onMessage(m),
+      callback: (m) => {
+        // A throw here would stop nats.js's consumer silently; end the feed instead, so its
+        // clients reconnect (and resume) rather than wait forever.
+        try {
+          this.onMessage(m);
+        } catch (err) {
+          this.deps.log.error({ err, stream: this.stream, seq: m.seq }, "feed failed on a message");
+          void this.end();
+        }
+      },
     });
     void this.watch(this.messages);
+    // However the consumer stops (not by close()), the feed ends with it.
+    void this.messages.closed().then(() => this.end());
     // A warm-up that stalls (NATS trouble) must not hold requests forever: the window then
     // simply starts smaller.
     const stall = setTimeout(() => this.finishWarmUp(), this.opts.warmUpTimeoutMs ?? 5_000);
@@ -161,8 +172,7 @@ export class Feed {
           "stream went away under a feed; ending its sessions",
         );
         this.deps.resolver.forget(this.stream);
-        await this.close();
-        this.onEnded(this);
+        await this.end();
         return;
       }
       if (s.type === "ordered_consumer_recreated")
@@ -171,6 +181,13 @@ export class Feed {
           "feed consumer recreated",
         );
     }
+  }
+
+  /** Ends the feed by itself: its sessions are closed with a retry hint and come back. */
+  private async end(): Promise<void> {
+    if (this.state === "closed") return;
+    await this.close();
+    this.onEnded(this);
   }
 
   private onMessage(m: JsMsg): void {
