@@ -135,7 +135,7 @@ async function replayThenLive(
   from: ReplayFrom,
   deps: AttachDeps,
 ): Promise<void> {
-  const release = await deps.limiter.acquire(session.signal);
+  const release = await deps.limiter.acquire(session);
   try {
     if (session.closed) return;
     const n = await replay(deps.js, session, {

@@ -46,8 +46,7 @@ export async function replay(
     const info = await consumer.info(true);
     if (info.num_pending === 0 || session.closed) return 0;
     const messages = await consumer.consume({ max_messages: opts.batch });
-    const stop = () => void messages.close().catch(() => undefined);
-    session.signal.addEventListener("abort", stop, { once: true });
+    const unhook = session.whenClosed(() => void messages.close().catch(() => undefined));
     try {
       for await (const m of messages) {
         if (session.deliverReplayed(frameOf(m, opts.eventHeader))) delivered++;
@@ -56,7 +55,7 @@ export async function replay(
         if (session.closed) break;
       }
     } finally {
-      session.signal.removeEventListener("abort", stop);
+      unhook();
       await messages.close().catch(() => undefined);
     }
   } finally {

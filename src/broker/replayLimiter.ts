@@ -6,6 +6,11 @@ export class ReplayQueueFullError extends Error {
   }
 }
 
+/** Anything that can tell when it closes (a Session). */
+export interface Closable {
+  whenClosed(fn: () => void): () => void;
+}
+
 /**
  * Bounds how many replay consumers run at once, so a reconnect storm queues replays instead
  * of opening thousands of consumers on NATS together (invariant 2). FIFO, and bounded too.
@@ -33,8 +38,11 @@ export class ReplayLimiter {
     return this.waiting.length;
   }
 
-  /** Waits for a slot; the returned function gives it back (call it exactly once). */
-  async acquire(signal?: AbortSignal): Promise<() => void> {
+  /**
+   * Waits for a slot; the returned function gives it back (call it exactly once).
+   * @param waiter when it closes while queued, its place is given up and the wait rejects.
+   */
+  async acquire(waiter?: Closable): Promise<() => void> {
     if (this.active < this.maxConcurrent) {
       this.active++;
       this.report();
@@ -42,19 +50,20 @@ export class ReplayLimiter {
     }
     if (this.waiting.length >= this.maxQueued) throw new ReplayQueueFullError();
     await new Promise<void>((resolve, reject) => {
+      let unhook = () => {};
       const grant = () => {
-        signal?.removeEventListener("abort", onAbort);
+        unhook();
         resolve();
       };
-      const onAbort = () => {
-        const i = this.waiting.indexOf(grant);
-        if (i >= 0) this.waiting.splice(i, 1);
-        this.report();
-        reject(signal?.reason ?? new Error("aborted"));
-      };
       this.waiting.push(grant);
-      signal?.addEventListener("abort", onAbort, { once: true });
       this.report();
+      unhook =
+        waiter?.whenClosed(() => {
+          const i = this.waiting.indexOf(grant);
+          if (i >= 0) this.waiting.splice(i, 1);
+          this.report();
+          reject(new Error("closed while waiting for a replay slot"));
+        }) ?? unhook;
     });
     return this.releaser();
   }

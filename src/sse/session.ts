@@ -53,7 +53,8 @@ export class Session {
   private out: Buffer[] = [];
   private outBytes = 0;
   private flushScheduled = false;
-  private readonly abort = new AbortController();
+  /** Run once at close. An array, not an AbortController: that costs ~1 kB per connection. */
+  private closeHooks: Array<() => void> | undefined;
   /** Wakes a {@link writable} waiter when the socket has taken a write. */
   private wake: (() => void) | undefined;
   private readonly onWritten = (): void => {
@@ -69,19 +70,17 @@ export class Session {
     res.once("close", () => this.close("client"));
   }
 
-  /** Aborted when the session closes: replays and waits listen to it. */
-  get signal(): AbortSignal {
-    return this.abort.signal;
-  }
-
   /** Runs `fn` once when the session closes (at once if it already has); returns an undo. */
   whenClosed(fn: () => void): () => void {
     if (this.closed) {
       fn();
       return () => {};
     }
-    this.abort.signal.addEventListener("abort", fn, { once: true });
-    return () => this.abort.signal.removeEventListener("abort", fn);
+    (this.closeHooks ??= []).push(fn);
+    return () => {
+      const i = this.closeHooks?.indexOf(fn) ?? -1;
+      if (i >= 0) this.closeHooks?.splice(i, 1);
+    };
   }
 
   get closed(): boolean {
@@ -179,12 +178,7 @@ export class Session {
     this.flush();
     while (!this.closed && this.congested) {
       await new Promise<void>((resolve) => {
-        const done = () => {
-          this.abort.signal.removeEventListener("abort", done);
-          resolve();
-        };
-        this.wake = done;
-        this.abort.signal.addEventListener("abort", done, { once: true });
+        this.wake = resolve; // by the next write callback, or by close()
       });
     }
   }
@@ -204,7 +198,10 @@ export class Session {
     this.closeReason = reason;
     this.held = [];
     this.heldBytes = 0;
-    this.abort.abort();
+    this.onWritten(); // a writable() waiter must not wait for a socket that is going away
+    const hooks = this.closeHooks ?? [];
+    this.closeHooks = undefined;
+    for (const hook of hooks) hook();
     if (reason === "slow") {
       this.out = [];
       this.outBytes = 0;

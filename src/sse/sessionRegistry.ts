@@ -103,14 +103,10 @@ export class SessionRegistry {
               },
               Math.floor(rnd() * windowMs),
             );
-            s.signal.addEventListener(
-              "abort",
-              () => {
-                clearTimeout(t);
-                resolve();
-              },
-              { once: true },
-            );
+            s.whenClosed(() => {
+              clearTimeout(t);
+              resolve();
+            });
           }),
       ),
     );

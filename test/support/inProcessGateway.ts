@@ -16,7 +16,10 @@ export interface TestGateway {
  * Starts the real gateway in this process on an ephemeral port, connected to `natsUrl`, with
  * a registry of its own. Tests pass any other setting through `env`.
  */
-export async function startTestGateway(natsUrl: string, env: Record<string, string> = {}): Promise<TestGateway> {
+export async function startTestGateway(
+  natsUrl: string,
+  env: Record<string, string> = {},
+): Promise<TestGateway> {
   const config = loadConfig({
     PORT: "0",
     HOST: "127.0.0.1",

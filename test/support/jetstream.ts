@@ -14,7 +14,11 @@ export interface TestJetStream {
   jsm: JetStreamManager;
   addStream(name: string, subjects: string[], extra?: Partial<StreamConfig>): Promise<void>;
   /** Publishes and returns the stream sequence JetStream assigned. */
-  publish(subject: string, data: string | Uint8Array, hdrs?: Record<string, string>): Promise<number>;
+  publish(
+    subject: string,
+    data: string | Uint8Array,
+    hdrs?: Record<string, string>,
+  ): Promise<number>;
   close(): Promise<void>;
 }
 

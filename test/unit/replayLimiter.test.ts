@@ -38,14 +38,15 @@ describe("ReplayLimiter", () => {
     expect(l.running).toBe(0);
   });
 
-  it("drops a waiter whose signal aborts", async () => {
+  it("drops a waiter that closes while queued", async () => {
     const l = new ReplayLimiter(1, 5);
     const r1 = await l.acquire();
-    const ac = new AbortController();
-    const waiting = l.acquire(ac.signal);
+    const hooks: Array<() => void> = [];
+    const waiter = { whenClosed: (fn: () => void) => (hooks.push(fn), () => undefined) };
+    const waiting = l.acquire(waiter);
     expect(l.queued).toBe(1);
-    ac.abort(new Error("client left"));
-    await expect(waiting).rejects.toThrow("client left");
+    hooks.forEach((h) => h());
+    await expect(waiting).rejects.toThrow(/closed while waiting/);
     expect(l.queued).toBe(0);
     r1();
     expect(l.running).toBe(0);
