@@ -4,6 +4,7 @@ import { connectBroker, type Broker } from "./broker/connection";
 import { FeedRegistry } from "./broker/feeds";
 import { ReplayLimiter } from "./broker/replayLimiter";
 import { StreamResolver } from "./broker/streams";
+import { WindowBudget } from "./broker/window";
 import type { Config } from "./config";
 import { createApp } from "./http/app";
 import type { AppDeps } from "./http/deps";
@@ -82,6 +83,7 @@ export async function startGateway(
         eventHeader: config.EVENT_TYPE_HEADER,
         windowMessages: config.WINDOW_MESSAGES,
         windowBytes: config.WINDOW_BYTES,
+        windowBudget: new WindowBudget(config.WINDOW_TOTAL_BYTES),
         lingerMs: config.FEED_LINGER_MS,
         warmUpTimeoutMs: config.NATS_REQUEST_TIMEOUT_MS,
       },

@@ -12,7 +12,7 @@ import type { Batch, Frame, Session } from "../sse/session";
 import { frameOf } from "./frames";
 import { cursorForLast } from "./lastN";
 import type { StreamResolver } from "./streams";
-import { RecentWindow } from "./window";
+import { RecentWindow, type WindowBudget } from "./window";
 
 /** Settings a feed needs; see the README for each variable. */
 export interface FeedOptions {
@@ -22,6 +22,8 @@ export interface FeedOptions {
   windowMessages: number;
   /** Bytes kept for resume from memory (WINDOW_BYTES). */
   windowBytes: number;
+  /** Shared by all feeds' windows (WINDOW_TOTAL_BYTES). */
+  windowBudget?: WindowBudget;
   /** Messages requested per pull from the live consumer, in messages. Default 512. */
   pullBatch?: number;
   /** Longest wait for the window's warm-up at start, in milliseconds. Default 5000. */
@@ -67,7 +69,7 @@ export class Feed {
     /** Called when the feed ends by itself (its stream went away). */
     private readonly onEnded: (feed: Feed) => void,
   ) {
-    this.window = new RecentWindow(opts.windowMessages, opts.windowBytes);
+    this.window = new RecentWindow(opts.windowMessages, opts.windowBytes, opts.windowBudget);
     this.ready = this.start();
   }
 

@@ -1,6 +1,17 @@
 import type { Frame } from "../sse/session";
 
 /**
+ * Bytes held by all windows of the pod together, against WINDOW_TOTAL_BYTES. A window that
+ * pushes past the budget gives up its own oldest frames, so the bound holds whatever the
+ * number of feeds.
+ */
+export class WindowBudget {
+  used = 0;
+  /** @param max bytes all windows may hold together (WINDOW_TOTAL_BYTES). */
+  constructor(readonly max: number) {}
+}
+
+/**
  * A feed's recent window: its last messages, already framed, bounded by count and bytes.
  * It holds every matching message with a sequence in (floor, last], so a client whose cursor
  * lies in [floor, last] resumes from memory without asking JetStream anything.
@@ -21,6 +32,7 @@ export class RecentWindow {
   constructor(
     private readonly maxMessages: number,
     private readonly maxBytes: number,
+    private readonly budget: WindowBudget = new WindowBudget(Number.MAX_SAFE_INTEGER),
   ) {}
 
   get size(): number {
@@ -33,6 +45,7 @@ export class RecentWindow {
 
   /** Starts empty: the feed sees everything after `seq`. */
   reset(seq: number): void {
+    this.budget.used -= this.bytesHeld;
     this.frames = [];
     this.head = 0;
     this.bytesHeld = 0;
@@ -45,9 +58,16 @@ export class RecentWindow {
     this.last = frame.seq;
     this.frames.push(frame);
     this.bytesHeld += frame.buf.length;
-    while (this.size > 0 && (this.size > this.maxMessages || this.bytesHeld > this.maxBytes)) {
+    this.budget.used += frame.buf.length;
+    while (
+      this.size > 0 &&
+      (this.size > this.maxMessages ||
+        this.bytesHeld > this.maxBytes ||
+        this.budget.used > this.budget.max)
+    ) {
       const old = this.frames[this.head++] as Frame;
       this.bytesHeld -= old.buf.length;
+      this.budget.used -= old.buf.length;
       this.floor = old.seq;
     }
     // Compact now and then so the array does not grow with the number of messages ever seen.

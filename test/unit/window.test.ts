@@ -1,4 +1,4 @@
-import { RecentWindow } from "../../src/broker/window";
+import { RecentWindow, WindowBudget } from "../../src/broker/window";
 
 const frame = (seq: number, size = 10) => ({ seq, buf: Buffer.alloc(size, 0x61) });
 
@@ -63,5 +63,21 @@ describe("RecentWindow", () => {
     for (let s = 1; s <= 5000; s++) w.push(frame(s, 1));
     expect(w.size).toBe(5);
     expect(w.after(4997).map((f) => f.seq)).toEqual([4998, 4999, 5000]);
+  });
+});
+
+describe("WindowBudget", () => {
+  it("bounds the bytes of all windows together", () => {
+    const budget = new WindowBudget(100);
+    const a = new RecentWindow(1_000, 1_000, budget);
+    const b = new RecentWindow(1_000, 1_000, budget);
+    a.reset(0);
+    b.reset(0);
+    for (let s = 1; s <= 8; s++) a.push(frame(s, 10));
+    for (let s = 1; s <= 5; s++) b.push(frame(s, 10));
+    expect(budget.used).toBeLessThanOrEqual(100);
+    expect(budget.used).toBe(a.bytes + b.bytes);
+    a.reset(8); // a feed closing gives its bytes back
+    expect(budget.used).toBe(b.bytes);
   });
 });
