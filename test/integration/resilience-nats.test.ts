@@ -199,6 +199,8 @@ describe("when a client stops reading (invariant 4)", () => {
       // Below Node's 64 KiB write high-water mark, and twice one message: catch-ups must be
       // paced by what the socket takes, not by 'drain' alone.
       SESSION_MAX_BUFFER_BYTES: "32768",
+      // Pinned (not the default) so the test knows which cursors the window covers.
+      WINDOW_BYTES: "4194304",
       HEARTBEAT_MS: "1000",
       RETRY_MS: "300",
       SHED_RETRY_MS: "300",
