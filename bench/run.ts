@@ -14,7 +14,7 @@ import { startNats, type NatsHandle } from "../test/support/nats";
 import { freePort } from "../test/support/ports";
 import { median, nowMs } from "./lib/histogram";
 import { LoadPool } from "./lib/pool";
-import { rss, sleep, startServer, type ServerProc } from "./lib/procs";
+import { cpuMs, rss, sleep, startServer, type ServerProc } from "./lib/procs";
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: string) => {
@@ -26,7 +26,8 @@ const want = (name: string) => chosen.length === 0 || chosen.includes(name);
 
 const CLIENTS = opt("clients", "2000,10000").split(",").map(Number);
 const MESSAGES = Number(opt("messages", "100"));
-const ROUNDS = Number(opt("rounds", "5"));
+const ROUNDS = Number(opt("rounds", "7"));
+const WARMUP = 2;
 const STORM_CLIENTS = Number(opt("storm-clients", "5000"));
 const STORM_SPREAD = Number(opt("storm-spread", "3000"));
 const DEEP = Number(opt("deep", "100000"));
@@ -104,9 +105,9 @@ async function fill(js: JetStreamClient, subject: string, count: number): Promis
 async function fanout(ctx: Ctx, clients: number): Promise<void> {
   const subject = "bench.fanout";
   log(
-    `\n## Fan-out: ${fmt(clients)} clients on one subject, bursts of ${MESSAGES} messages, ${ROUNDS} rounds (+1 warm-up)`,
+    `\n## Fan-out: ${fmt(clients)} clients on one subject, bursts of ${MESSAGES} messages, ${ROUNDS} rounds (+${WARMUP} warm-up)`,
   );
-  const rows: Record<string, { rate: number; p50: number; p99: number; complete: string }> = {};
+  const rows: Record<string, { rate: number; p50: number; p99: number; complete: string; cpu: number; clientCpu: number }> = {};
   for (const kind of ["gateway", "naive", "ideal"] as const) {
     const server = await startKind(kind, ctx, subject);
     const pool = new LoadPool(WORKERS);
@@ -126,12 +127,19 @@ async function fanout(ctx: Ctx, clients: number): Promise<void> {
       const p50s: number[] = [];
       const p99s: number[] = [];
       let complete = 0;
-      for (let r = 0; r <= ROUNDS; r++) {
+      let cpu = 0;
+      let clientCpu = 0;
+      const pid = server.child.pid as number;
+      for (let r = 1; r <= WARMUP + ROUNDS; r++) {
         const waiting = pool.round(r, MESSAGES, 120_000);
+        const cpu0 = cpuMs(pid);
+        const clientCpu0 = pool.cpuMs();
         const t0 = nowMs();
         await publishBurst(ctx.js, subject, MESSAGES, r);
         const res = await waiting;
-        if (r === 0) continue; // warm-up: JIT, consumer pulls, socket buffers
+        if (r <= WARMUP) continue; // warm-up: JIT, consumer pulls, socket buffers
+        cpu += cpuMs(pid) - cpu0;
+        clientCpu += pool.cpuMs() - clientCpu0;
         complete += res.complete;
         rates.push(res.deliveries / ((res.lastAt - t0) / 1000));
         p50s.push(res.hist.percentile(0.5));
@@ -143,9 +151,12 @@ async function fanout(ctx: Ctx, clients: number): Promise<void> {
         p50: median(p50s),
         p99: median(p99s),
         complete: `${complete}/${clients * ROUNDS}`,
+        // Server CPU per delivery: what the server itself spends, whatever the load clients cost.
+        cpu: (cpu * 1000) / (clients * MESSAGES * ROUNDS),
+        clientCpu: (clientCpu * 1000) / (clients * MESSAGES * ROUNDS),
       };
       log(
-        `${kind.padEnd(8)} deliveries/s ${fmt(rows[kind].rate).padStart(12)}   p50 ${fmt(rows[kind].p50, 1).padStart(8)} ms   p99 ${fmt(rows[kind].p99, 1).padStart(8)} ms   rounds complete ${rows[kind].complete}   (per round: ${rates.map((x) => fmt(x)).join(", ")})`,
+        `${kind.padEnd(8)} deliveries/s ${fmt(rows[kind].rate).padStart(12)}   p50 ${fmt(rows[kind].p50, 1).padStart(8)} ms   p99 ${fmt(rows[kind].p99, 1).padStart(8)} ms   server CPU ${fmt(rows[kind].cpu, 2)} µs/delivery (clients ${fmt(rows[kind].clientCpu, 2)})   rounds complete ${rows[kind].complete}   (per round: ${rates.map((x) => fmt(x)).join(", ")})`,
       );
     } finally {
       pool.close();

@@ -67,10 +67,23 @@ function send(r: WorkerReport): void {
   process.send?.(r);
 }
 
+/** Reads a decimal number (digits, optional fraction) at `i`; returns it and where it ended. */
+function numberAt(b: Buffer, i: number): [number, number] {
+  let n = 0;
+  let k = i;
+  for (; k < b.length && (b[k] as number) >= 48 && (b[k] as number) <= 57; k++) n = n * 10 + ((b[k] as number) - 48);
+  if (b[k] === 46 /* . */) {
+    let scale = 0.1;
+    for (k++; k < b.length && (b[k] as number) >= 48 && (b[k] as number) <= 57; k++, scale /= 10)
+      n += ((b[k] as number) - 48) * scale;
+  }
+  return [n, k];
+}
+
 function onEvent(c: Client, e: WireEvent): void {
   const at = nowMs();
   if (e.event !== "message") return; // notices
-  const seq = Number(e.id);
+  const seq = e.idNumber;
   if (seq <= c.lastSeq) c.duplicates++;
   else if (c.cursor !== null && c.lastSeq > 0 && seq !== c.lastSeq + 1) c.gaps++;
   else if (c.cursor !== null && c.lastSeq === 0 && seq !== c.cursor + 1) c.gaps++;
@@ -80,16 +93,18 @@ function onEvent(c: Client, e: WireEvent): void {
   }
   c.deliveries++;
   lastAt = at;
-  // Fan-out payloads begin `t=<ms>;r=<round>;`: read them from the bytes, no decoding.
-  const d = e.dataLines[0];
-  if (d !== undefined && d[0] === 116 /* t */ && d[1] === 61 /* = */) {
-    const semi = d.indexOf(59 /* ; */);
-    const semi2 = d.indexOf(59, semi + 1);
-    const r = Number(d.toString("latin1", semi + 3, semi2));
-    if (r === round) {
-      roundHist.add(at - Number(d.toString("latin1", 2, semi)));
-      roundDeliveries++;
-      c.roundCount++;
+  // Fan-out payloads begin `t=<ms>;r=<round>;`: read from the bytes, nothing decoded.
+  if (e.count > 0 && e.carried.length === 0) {
+    const b = e.buf;
+    const s = e.starts[0] as number;
+    if (b[s] === 116 /* t */ && b[s + 1] === 61 /* = */) {
+      const [t, next] = numberAt(b, s + 2);
+      const [r] = numberAt(b, next + 3); // skip ";r="
+      if (r === round) {
+        roundHist.add(at - t);
+        roundDeliveries++;
+        c.roundCount++;
+      }
     }
   }
   check?.();

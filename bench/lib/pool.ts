@@ -1,7 +1,7 @@
 import type { ChildProcess } from "node:child_process";
 import { Histogram } from "./histogram";
 import type { WorkerCommand, WorkerReport } from "./loadWorker";
-import { forkWorker } from "./procs";
+import { cpuMs, forkWorker } from "./procs";
 
 type Of<T extends WorkerReport["type"]> = Extract<WorkerReport, { type: T }>;
 
@@ -84,6 +84,11 @@ export class LoadPool {
       gaps: reports.reduce((n, r) => n + r.gaps, 0),
       lastAt: Math.max(...reports.map((r) => r.lastAt)),
     };
+  }
+
+  /** CPU the load clients have used so far, in ms. */
+  cpuMs(): number {
+    return this.workers.reduce((n, w) => n + cpuMs(w.pid as number), 0);
   }
 
   close(): void {

@@ -78,3 +78,10 @@ export function forkWorker(): ChildProcess {
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
 }
+
+/** CPU time (user + system) a process has used so far, in milliseconds (Linux /proc, 10 ms ticks). */
+export function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+}

@@ -26,6 +26,8 @@ export interface FeedOptions {
   windowBudget?: WindowBudget;
   /** Messages requested per pull from the live consumer, in messages. Default 512. */
   pullBatch?: number;
+  /** Least time between two writes of this feed to its sessions, in ms (FEED_FLUSH_MS). */
+  flushMs?: number;
   /** Longest wait for the window's warm-up at start, in milliseconds. Default 5000. */
   warmUpTimeoutMs?: number;
 }
@@ -53,6 +55,7 @@ export class Feed {
   private consumer: Consumer | undefined;
   private pending: Frame[] = [];
   private flushScheduled = false;
+  private lastFlushAt = 0;
   /** While true, messages only fill the window: no session is waiting for them yet. */
   private warming = true;
   private warmUntil = 0;
@@ -207,13 +210,19 @@ export class Feed {
     this.pending.push(frame);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      setImmediate(() => this.flush());
+      // A message after a quiet spell goes out this tick. During a burst, writes to the
+      // sessions are spaced at least `flushMs` apart, so each session gets one socket write
+      // per interval rather than one per network read of the NATS connection.
+      const wait = this.lastFlushAt + (this.opts.flushMs ?? 0) - performance.now();
+      if (wait > 0) setTimeout(() => this.flush(), wait);
+      else setImmediate(() => this.flush());
     }
   }
 
   /** Writes this tick's frames to every session as one buffer (invariant 3). */
   private flush(): void {
     this.flushScheduled = false;
+    this.lastFlushAt = performance.now();
     const frames = this.pending;
     this.pending = [];
     if (frames.length === 0 || this.state === "closed") return;

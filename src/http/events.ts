@@ -8,11 +8,11 @@ import { StreamForbiddenError, StreamMismatchError, StreamNotFoundError } from "
 import { describeSubjectError, parseFilterSet, type SubjectError } from "../broker/subjects";
 import { parseStart, type StartPosition } from "../sse/cursor";
 import { encodeRetry } from "../sse/encoder";
-import { Session } from "../sse/session";
-import { jitter, type Ticket } from "../sse/sessionRegistry";
+import { Session, type CloseReason, type SessionOptions } from "../sse/session";
+import { jitter } from "../sse/sessionRegistry";
 import { tracer } from "../telemetry/tracing";
 import { corsHeaders } from "./cors";
-import type { AppDeps, NatsParts } from "./deps";
+import type { AppDeps } from "./deps";
 import { writeError, type ErrorCode } from "./errors";
 import { clientAddress, header, parseEventsUrl } from "./request";
 import { shed } from "./shed";
@@ -37,8 +37,14 @@ const SUBJECT_ERRORS: Record<SubjectError["type"], [number, ErrorCode]> = {
  * gets a status and a JSON body; after that, the only move left is to close the stream.
  */
 export function eventsHandler(deps: AppDeps) {
+  // One options object and one close handler for all sessions: per-connection closures
+  // would stay in memory for as long as each stream is open.
+  const sessionOptions: SessionOptions = {
+    maxBufferBytes: deps.config.SESSION_MAX_BUFFER_BYTES,
+    onClose: (session, reason) => untrack(session, reason, deps),
+  };
   return (req: IncomingMessage, res: ServerResponse): void => {
-    handle(req, res, deps).catch((err: unknown) => {
+    handle(req, res, deps, sessionOptions).catch((err: unknown) => {
       deps.log.error({ err, url: req.url }, "events handler failed");
       if (!res.headersSent) writeError(res, 500, "internal", "internal error");
       else res.destroy();
@@ -46,7 +52,12 @@ export function eventsHandler(deps: AppDeps) {
   };
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, deps: AppDeps): Promise<void> {
+async function handle(
+  req: IncomingMessage,
+  res: ServerResponse,
+  deps: AppDeps,
+  sessionOptions: SessionOptions,
+): Promise<void> {
   const { config, metrics } = deps;
   const cors = corsHeaders(config.CORS_ORIGINS, header(req, "origin"));
   const reject = (status: number, code: ErrorCode, message: string) => {
@@ -86,24 +97,25 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: AppDeps):
   if (deps.draining) return shed(req, res, deps, "draining", cors);
   const nats = deps.nats;
   if (!nats || !nats.broker.connected()) return shed(req, res, deps, "nats-unavailable", cors);
-  const ticket = deps.sessions.admit(clientAddress(req, config.TRUST_PROXY));
-  if (ticket === "full" || ticket === "client-limit") return shed(req, res, deps, ticket, cors);
+  const client = clientAddress(req, config.TRUST_PROXY);
+  const refused = deps.sessions.admit(client);
+  if (refused) return shed(req, res, deps, refused, cors);
 
   let stream: string;
-  const session = new Session(res, { maxBufferBytes: config.SESSION_MAX_BUFFER_BYTES });
+  const session = new Session(res, sessionOptions);
   let feed: Feed;
   try {
     stream = await nats.resolver.resolve(filters.value);
     feed = await nats.feeds.join(stream, filters.value, session);
   } catch (err) {
-    ticket.release();
+    deps.sessions.release(client);
     if (!res.headersSent && !res.destroyed) answerLookupError(req, res, deps, err, reject, cors);
     return;
   }
   if (session.closed || deps.draining) {
     // The client left (or shutdown began) while the feed was starting.
     nats.feeds.leave(feed, session);
-    ticket.release();
+    deps.sessions.release(client);
     if (!session.closed) shed(req, res, deps, "draining", cors);
     return;
   }
@@ -120,8 +132,12 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: AppDeps):
       ...cursorAttributes(start.value),
     },
   });
-  track(session, feed, ticket, span, nats, deps, start.value.kind);
-  if (session.closed) return;
+  const tracked: Tracked = { feed, span, client };
+  session.meta = tracked;
+  deps.metrics.sessions.inc();
+  deps.metrics.sessionsOpened.inc({ start: start.value.kind });
+  deps.sessions.add(session);
+  if (session.closed) return untrack(session, session.closeReason ?? "client", deps);
 
   try {
     await attach(session, feed, start.value, {
@@ -144,34 +160,26 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: AppDeps):
   }
 }
 
-/**
- * Registers an open session and its clean-up. Kept apart from `handle` so the clean-up closure
- * holds only what it needs for the hours a stream may stay open, not the request's locals.
- */
-function track(
-  session: Session,
-  feed: Feed,
-  ticket: Ticket,
-  span: Span,
-  nats: NatsParts,
-  deps: AppDeps,
-  kind: StartPosition["kind"],
-): void {
-  const { metrics, sessions } = deps;
-  metrics.sessions.inc();
-  metrics.sessionsOpened.inc({ start: kind });
-  sessions.add(session);
-  session.whenClosed(() => {
-    const reason = session.closeReason ?? "client";
-    ticket.release();
-    sessions.remove(session);
-    nats.feeds.leave(feed, session);
-    metrics.sessions.dec();
-    metrics.sessionsClosed.inc({ reason });
-    span.setAttributes({ "sse.close_reason": reason, "sse.events": session.events });
-    if (session.lastSeq !== undefined) span.setAttribute("sse.last_seq", session.lastSeq);
-    span.end();
-  });
+/** What the route keeps with an open session (`session.meta`) for its clean-up. */
+interface Tracked {
+  feed: Feed;
+  span: Span;
+  client: string;
+}
+
+/** The clean-up of an open session, however it closed. Runs once per tracked session. */
+function untrack(session: Session, reason: CloseReason, deps: AppDeps): void {
+  const t = session.meta as Tracked | undefined;
+  if (!t) return; // closed before its stream started; `handle` cleaned up
+  session.meta = undefined;
+  deps.sessions.release(t.client);
+  deps.sessions.remove(session);
+  deps.nats?.feeds.leave(t.feed, session);
+  deps.metrics.sessions.dec();
+  deps.metrics.sessionsClosed.inc({ reason });
+  t.span.setAttributes({ "sse.close_reason": reason, "sse.events": session.events });
+  if (session.lastSeq !== undefined) t.span.setAttribute("sse.last_seq", session.lastSeq);
+  t.span.end();
 }
 
 function cursorAttributes(start: StartPosition): Record<string, number | string> {

@@ -24,12 +24,20 @@ export type CloseReason =
   | "replay-failed" // the replay consumer failed; the client resumes elsewhere
   | "replay-queue-full"; // too many replays waiting
 
-/** Options for {@link Session}. */
+/** Options for {@link Session}; one object is shared by all the sessions of a route. */
 export interface SessionOptions {
   /** Unsent bytes (socket buffer plus held live frames) past which the session is closed. */
   maxBufferBytes: number;
   /** Called once when the session closes, whatever the reason. */
   onClose?: (session: Session, reason: CloseReason) => void;
+}
+
+// The session of a response, for the one `close` listener all responses share: a closure per
+// connection would cost memory for as long as the stream is open.
+const SESSION = Symbol("session");
+type Tagged = ServerResponse & { [SESSION]?: Session };
+function onResponseClose(this: Tagged): void {
+  this[SESSION]?.close("client");
 }
 
 /**
@@ -46,28 +54,28 @@ export class Session {
   /** Events delivered so far. */
   events = 0;
   closeReason: CloseReason | undefined;
+  /** Whatever the session's owner keeps with it (the route's bookkeeping), read in `onClose`. */
+  meta: unknown;
 
   private replaying = true;
-  private held: Frame[] = [];
+  // Allocated on first use: most sessions never hold or coalesce anything.
+  private held: Frame[] | undefined;
   private heldBytes = 0;
-  private out: Buffer[] = [];
+  private out: Buffer[] | undefined;
   private outBytes = 0;
   private flushScheduled = false;
   /** Run once at close. An array, not an AbortController: that costs ~1 kB per connection. */
   private closeHooks: Array<() => void> | undefined;
   /** Wakes a {@link writable} waiter when the socket has taken a write. */
   private wake: (() => void) | undefined;
-  private readonly onWritten = (): void => {
-    const wake = this.wake;
-    this.wake = undefined;
-    wake?.();
-  };
+  private onWritten: (() => void) | undefined;
 
   constructor(
     private readonly res: ServerResponse,
     private readonly opts: SessionOptions,
   ) {
-    res.once("close", () => this.close("client"));
+    (res as Tagged)[SESSION] = this;
+    res.on("close", onResponseClose);
   }
 
   /** Runs `fn` once when the session closes (at once if it already has); returns an undo. */
@@ -87,11 +95,6 @@ export class Session {
     return this.closeReason !== undefined;
   }
 
-  /** Bytes accepted but not yet on the wire, plus live bytes held during a replay. */
-  get backlog(): number {
-    return this.res.writableLength + this.outBytes + this.heldBytes;
-  }
-
   /**
    * A live batch from the feed. In the common case (the session is live and behind the whole
    * batch) the feed's one concatenated buffer is written as is: no copy, one socket write.
@@ -99,8 +102,9 @@ export class Session {
   deliverLive(batch: Batch): void {
     if (this.closed) return;
     if (this.replaying) {
+      const held = (this.held ??= []);
       for (const f of batch.frames) {
-        this.held.push(f);
+        held.push(f);
         this.heldBytes += f.buf.length;
       }
       if (this.heldBytes > this.opts.maxBufferBytes) this.close("slow");
@@ -111,7 +115,7 @@ export class Session {
       // Frames queued for this tick (the held or caught-up ones released by goLive) have
       // lower sequences: the batch must follow them, not overtake them with a direct write.
       if (this.outBytes > 0) this.send(batch.buf, batch.frames.length);
-      else this.write(batch.buf, batch.frames.length);
+      else this.write(batch.buf, batch.frames.length, false);
       this.lastSeq = batch.lastSeq;
       return;
     }
@@ -151,9 +155,9 @@ export class Session {
     if (!this.replaying) return;
     this.replaying = false;
     const held = this.held;
-    this.held = [];
+    this.held = undefined;
     this.heldBytes = 0;
-    this.deliverFrames(held);
+    if (held) this.deliverFrames(held);
   }
 
   get isReplaying(): boolean {
@@ -162,7 +166,7 @@ export class Session {
 
   /** Writes a control frame (retry, comment) at once. */
   control(buf: Buffer): void {
-    this.write(buf, 0);
+    this.write(buf, 0, false);
   }
 
   /**
@@ -196,14 +200,14 @@ export class Session {
   close(reason: CloseReason, retryMs?: number): void {
     if (this.closed) return;
     this.closeReason = reason;
-    this.held = [];
+    this.held = undefined;
     this.heldBytes = 0;
-    this.onWritten(); // a writable() waiter must not wait for a socket that is going away
+    this.wakeWaiter(); // a writable() waiter must not wait for a socket that is going away
     const hooks = this.closeHooks ?? [];
     this.closeHooks = undefined;
     for (const hook of hooks) hook();
     if (reason === "slow") {
-      this.out = [];
+      this.out = undefined;
       this.outBytes = 0;
       this.res.destroy();
     } else if (!this.res.destroyed) {
@@ -217,7 +221,7 @@ export class Session {
   private send(buf: Buffer, events: number): void {
     if (this.closed) return;
     this.events += events;
-    this.out.push(buf);
+    (this.out ??= []).push(buf);
     this.outBytes += buf.length;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -227,12 +231,12 @@ export class Session {
 
   private flush(): void {
     this.flushScheduled = false;
-    if (this.out.length === 0 || this.closed) return;
-    const buf =
-      this.out.length === 1 ? (this.out[0] as Buffer) : Buffer.concat(this.out, this.outBytes);
-    this.out = [];
+    const out = this.out;
+    if (!out || out.length === 0 || this.closed) return;
+    const buf = out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out, this.outBytes);
+    this.out = undefined;
     this.outBytes = 0;
-    this.write(buf, 0);
+    this.write(buf, 0, true);
   }
 
   /**
@@ -241,13 +245,21 @@ export class Session {
    * than the bound must not by itself evict a client that reads. A live batch is shared by all
    * sessions, so what a slow session holds alone stays within the bound.
    */
-  private write(buf: Buffer, events: number): void {
+  private write(buf: Buffer, events: number, wakes: boolean): void {
     if (this.closed) return;
     if (this.res.writableLength > this.opts.maxBufferBytes) {
       this.close("slow");
       return;
     }
     this.events += events;
-    this.res.write(buf, this.onWritten);
+    // Only a catch-up waits on the socket (writable()), so only its writes carry a callback.
+    if (wakes && this.replaying) this.res.write(buf, (this.onWritten ??= () => this.wakeWaiter()));
+    else this.res.write(buf);
+  }
+
+  private wakeWaiter(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
   }
 }

@@ -4,11 +4,6 @@ import type { Session } from "./session";
 /** Why admission refused a request. */
 export type Refusal = "full" | "client-limit";
 
-/** A reserved connection slot; give it back exactly once with `release`. */
-export interface Ticket {
-  release(): void;
-}
-
 const HEARTBEAT = encodeComment("ping");
 
 /**
@@ -39,23 +34,22 @@ export class SessionRegistry {
     return this.slots >= this.maxConnections;
   }
 
-  admit(client: string): Ticket | Refusal {
+  /** Reserves a slot for `client`, or says why not. Give it back with {@link release}. */
+  admit(client: string): Refusal | undefined {
     if (this.slots >= this.maxConnections) return "full";
     const n = this.perClient.get(client) ?? 0;
     if (n >= this.maxPerClient) return "client-limit";
     this.slots++;
     this.perClient.set(client, n + 1);
-    let released = false;
-    return {
-      release: () => {
-        if (released) return;
-        released = true;
-        this.slots--;
-        const left = (this.perClient.get(client) ?? 1) - 1;
-        if (left <= 0) this.perClient.delete(client);
-        else this.perClient.set(client, left);
-      },
-    };
+    return undefined;
+  }
+
+  /** Gives back a slot {@link admit} reserved; call exactly once per admission. */
+  release(client: string): void {
+    this.slots--;
+    const left = (this.perClient.get(client) ?? 1) - 1;
+    if (left <= 0) this.perClient.delete(client);
+    else this.perClient.set(client, left);
   }
 
   add(session: Session): void {
