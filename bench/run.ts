@@ -107,7 +107,10 @@ async function fanout(ctx: Ctx, clients: number): Promise<void> {
   log(
     `\n## Fan-out: ${fmt(clients)} clients on one subject, bursts of ${MESSAGES} messages, ${ROUNDS} rounds (+${WARMUP} warm-up)`,
   );
-  const rows: Record<string, { rate: number; p50: number; p99: number; complete: string; cpu: number; clientCpu: number }> = {};
+  const rows: Record<
+    string,
+    { rate: number; p50: number; p99: number; complete: string; cpu: number; clientCpu: number }
+  > = {};
   for (const kind of ["gateway", "naive", "ideal"] as const) {
     const server = await startKind(kind, ctx, subject);
     const pool = new LoadPool(WORKERS);
@@ -227,10 +230,19 @@ async function peakConsumers<T>(nc: NatsConnection, work: Promise<T>): Promise<[
   }
 }
 
-async function storm(ctx: Ctx): Promise<void> {
-  const subject = "bench.storm";
+/**
+ * K clients whose cursors are spread over the last messages reconnect at once to a fresh
+ * instance. With the default window they resume from memory; `env` can shrink the window so
+ * most of them need replay consumers instead.
+ */
+async function storm(
+  ctx: Ctx,
+  subject: string,
+  label: string,
+  env: Record<string, string> = {},
+): Promise<void> {
   log(
-    `\n## Reconnect storm: ${fmt(STORM_CLIENTS)} clients, cursors spread over the last ${fmt(STORM_SPREAD)} messages, all at once to a fresh instance`,
+    `\n## Reconnect storm${label}: ${fmt(STORM_CLIENTS)} clients, cursors spread over the last ${fmt(STORM_SPREAD)} messages, all at once to a fresh instance`,
   );
   const last = await fill(ctx.js, subject, STORM_SPREAD);
   const first = last - STORM_SPREAD + 1;
@@ -239,7 +251,7 @@ async function storm(ctx: Ctx): Promise<void> {
     () => first - 1 + Math.floor(Math.random() * STORM_SPREAD),
   );
   const expected = cursors.reduce((n, c) => n + (last - c), 0);
-  const server = await startKind("gateway", ctx, subject);
+  const server = await startKind("gateway", ctx, subject, env);
   const pool = new LoadPool(WORKERS);
   try {
     const t0 = nowMs();
@@ -309,7 +321,17 @@ async function main(): Promise<void> {
   try {
     if (want("fanout")) for (const n of CLIENTS) await fanout(ctx, n);
     if (want("memory")) await memory(ctx, Math.max(...CLIENTS));
-    if (want("storm")) await storm(ctx);
+    if (want("storm")) {
+      await storm(ctx, "bench.storm", "");
+      await storm(
+        ctx,
+        "bench.storm2",
+        " beyond the window (WINDOW_MESSAGES=1000: replay consumers)",
+        {
+          WINDOW_MESSAGES: "1000",
+        },
+      );
+    }
     if (want("deep")) await deep(ctx);
   } finally {
     await nc.close();

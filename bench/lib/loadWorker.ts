@@ -71,7 +71,8 @@ function send(r: WorkerReport): void {
 function numberAt(b: Buffer, i: number): [number, number] {
   let n = 0;
   let k = i;
-  for (; k < b.length && (b[k] as number) >= 48 && (b[k] as number) <= 57; k++) n = n * 10 + ((b[k] as number) - 48);
+  for (; k < b.length && (b[k] as number) >= 48 && (b[k] as number) <= 57; k++)
+    n = n * 10 + ((b[k] as number) - 48);
   if (b[k] === 46 /* . */) {
     let scale = 0.1;
     for (k++; k < b.length && (b[k] as number) >= 48 && (b[k] as number) <= 57; k++, scale /= 10)

@@ -129,26 +129,51 @@ async function fromWindow(session: Session, feed: Feed, cursor: number): Promise
   return true;
 }
 
+/**
+ * Catches up through a replay consumer, then goes live. The replay stops as soon as the feed's
+ * window covers where the session is: the rest comes from memory, so JetStream sends each
+ * session only what the window no longer holds. If the window moved on meanwhile (a burst
+ * evicted it), another replay picks up from there; rounds are bounded.
+ */
 async function replayThenLive(
   session: Session,
   feed: Feed,
   from: ReplayFrom,
   deps: AttachDeps,
 ): Promise<void> {
-  const release = await deps.limiter.acquire(session);
-  try {
+  let next = from;
+  // After a replay from a time that found nothing, lastSeq (0) is no position: the window
+  // must not be read from it (it would send what came before that time).
+  let positioned = "afterSeq" in from;
+  for (let round = 1; ; round++) {
+    // The last allowed round replays to the stream's end whatever the window does.
+    const last = round === MAX_REPLAY_ROUNDS;
+    const release = await deps.limiter.acquire(session);
+    let reachedWindow = false;
+    try {
+      if (session.closed) return;
+      const n = await replay(deps.js, session, {
+        stream: feed.stream,
+        filters: feed.filters,
+        from: next,
+        eventHeader: deps.eventHeader,
+        batch: deps.replayBatch,
+        until: last ? undefined : () => (reachedWindow = feed.window.covers(session.lastSeq ?? 0)),
+      });
+      deps.metrics.replayedEvents.inc(n);
+      deps.metrics.eventsSent.inc({ path: "replay" }, n);
+      positioned ||= n > 0;
+    } finally {
+      release();
+    }
     if (session.closed) return;
-    const n = await replay(deps.js, session, {
-      stream: feed.stream,
-      filters: feed.filters,
-      from,
-      eventHeader: deps.eventHeader,
-      batch: deps.replayBatch,
-    });
-    deps.metrics.replayedEvents.inc(n);
-    deps.metrics.eventsSent.inc({ path: "replay" }, n);
-  } finally {
-    release();
+    if (positioned && (await fromWindow(session, feed, session.lastSeq ?? 0))) return;
+    // Replayed to the end of the stream: everything newer is held live for the session.
+    if (!reachedWindow) break;
+    next = { afterSeq: session.lastSeq ?? 0 };
   }
   session.goLive();
 }
+
+/** Replays one session may need before it goes live; each ends at the window or the stream's end. */
+const MAX_REPLAY_ROUNDS = 4;

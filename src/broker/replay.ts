@@ -14,6 +14,8 @@ export interface ReplayOptions {
   eventHeader: string;
   /** Messages requested per pull (REPLAY_BATCH). */
   batch: number;
+  /** Checked after each message: true ends the replay early (the rest is in memory). */
+  until?: () => boolean;
 }
 
 /**
@@ -50,7 +52,7 @@ export async function replay(
     try {
       for await (const m of messages) {
         if (session.deliverReplayed(frameOf(m, opts.eventHeader))) delivered++;
-        if (m.info.pending === 0 || session.closed) break;
+        if (m.info.pending === 0 || session.closed || opts.until?.()) break;
         if (session.congested) await session.writable();
         if (session.closed) break;
       }
