@@ -101,7 +101,7 @@ const schema = z.object({
   WINDOW_BYTES: int(8_388_608, 0, 1_073_741_824),
   WINDOW_TOTAL_BYTES: int(268_435_456, 0, 68_719_476_736),
   FEED_LINGER_MS: int(30_000, 0, 3_600_000),
-  FEED_FLUSH_MS: int(0, 0, 1_000),
+  FEED_COALESCE_MS: int(1, 0, 100),
   EVENT_TYPE_HEADER: str("SSE-Event"),
   CORS_ORIGINS: list,
   TRUST_PROXY: bool(false),

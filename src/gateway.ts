@@ -85,7 +85,7 @@ export async function startGateway(
         windowBytes: config.WINDOW_BYTES,
         windowBudget: new WindowBudget(config.WINDOW_TOTAL_BYTES),
         lingerMs: config.FEED_LINGER_MS,
-        flushMs: config.FEED_FLUSH_MS,
+        coalesceMs: config.FEED_COALESCE_MS,
         warmUpTimeoutMs: config.NATS_REQUEST_TIMEOUT_MS,
       },
       { js: b.js, jsm: b.jsm, resolver, metrics, log },
