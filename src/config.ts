@@ -101,7 +101,8 @@ const schema = z.object({
   WINDOW_BYTES: int(8_388_608, 0, 1_073_741_824),
   WINDOW_TOTAL_BYTES: int(268_435_456, 0, 68_719_476_736),
   FEED_LINGER_MS: int(30_000, 0, 3_600_000),
-  FEED_COALESCE_MS: int(1, 0, 100),
+  FEED_LINGER_MAX: int(1_000, 0, 1_000_000),
+  FEED_COALESCE_MS: int(2, 0, 100),
   EVENT_TYPE_HEADER: str("SSE-Event"),
   CORS_ORIGINS: list,
   TRUST_PROXY: bool(false),
@@ -112,6 +113,9 @@ const schema = z.object({
   LOG_LEVEL: logLevel,
   DEMO: bool(false),
 });
+
+/** The names of every setting, for documentation checks. */
+export const CONFIG_KEYS: readonly string[] = Object.keys(schema.shape);
 
 /** The validated configuration; see the README's settings table for each variable. */
 export type Config = Readonly<z.output<typeof schema>>;

@@ -85,6 +85,7 @@ export async function startGateway(
         windowBytes: config.WINDOW_BYTES,
         windowBudget: new WindowBudget(config.WINDOW_TOTAL_BYTES),
         lingerMs: config.FEED_LINGER_MS,
+        maxLingering: config.FEED_LINGER_MAX,
         coalesceMs: config.FEED_COALESCE_MS,
         warmUpTimeoutMs: config.NATS_REQUEST_TIMEOUT_MS,
       },
@@ -125,7 +126,7 @@ export async function startGateway(
         const t = setTimeout(() => {
           log.warn("shutdown timed out; exiting anyway");
           resolve();
-        }, config.SHUTDOWN_TIMEOUT_MS - config.DRAIN_WINDOW_MS);
+        }, config.SHUTDOWN_TIMEOUT_MS);
         t.unref();
         void work.finally(() => clearTimeout(t));
       });

@@ -16,17 +16,20 @@ import { RecentWindow, type WindowBudget } from "./window";
 
 /** Settings a feed needs; see the README for each variable. */
 export interface FeedOptions {
-  /** Header whose value becomes the SSE `event:` (EVENT_TYPE_HEADER). */
+  /** Header whose value becomes the SSE `event:` (EVENT_TYPE_HEADER, default `SSE-Event`). */
   eventHeader: string;
-  /** Frames kept for resume from memory (WINDOW_MESSAGES). */
+  /** Frames kept for resume from memory, in messages (WINDOW_MESSAGES, default 10000). */
   windowMessages: number;
-  /** Bytes kept for resume from memory (WINDOW_BYTES). */
+  /** Bytes kept for resume from memory (WINDOW_BYTES, default 8 MiB). */
   windowBytes: number;
-  /** Shared by all feeds' windows (WINDOW_TOTAL_BYTES). */
+  /** Shared by all feeds' windows (WINDOW_TOTAL_BYTES, default 256 MiB); default: unbounded. */
   windowBudget?: WindowBudget;
   /** Messages requested per pull from the live consumer, in messages. Default 512. */
   pullBatch?: number;
-  /** Quiet time before a feed writes what arrived, in ms (FEED_COALESCE_MS). Default 0. */
+  /**
+   * Quiet time before a feed writes what arrived, in ms (FEED_COALESCE_MS, whose default is 2).
+   * Default here 0: write every event-loop tick.
+   */
   coalesceMs?: number;
   /** Longest wait for the window's warm-up at start, in milliseconds. Default 5000. */
   warmUpTimeoutMs?: number;
@@ -100,6 +103,7 @@ export class Feed {
     if (this.state === "closed") return;
     const wasRunning = this.state === "running";
     this.state = "closed";
+    this.finishWarmUp(); // a start() waiting for its warm-up sees the close at once
     this.updateWindowMetrics(-this.window.size, -this.window.bytes);
     if (wasRunning) this.deps.metrics.feeds.dec();
     this.window.reset(this.window.last);
@@ -132,7 +136,10 @@ export class Feed {
     const backlog = (await consumer.info(true)).num_pending;
     const warmed = new Promise<void>((resolve) => {
       this.endWarmUp = resolve;
-      if (backlog === 0) this.finishWarmUp();
+      if (backlog === 0 || (this.state as State) === "closed") {
+        this.warming = false;
+        resolve();
+      }
     });
     this.warmUntil = state.last;
     this.messages = await consumer.consume({
@@ -148,6 +155,12 @@ export class Feed {
         }
       },
     });
+    if ((this.state as State) === "closed") {
+      // close() ran while consume() was starting, before there was anything to close.
+      await this.messages.close().catch(() => undefined);
+      await consumer.delete().catch(() => undefined);
+      return;
+    }
     void this.watch(this.messages);
     // However the consumer stops (not by close()), the feed ends with it.
     void this.messages.closed().then(() => this.end());
@@ -193,8 +206,9 @@ export class Feed {
   /** Ends the feed by itself: its sessions are closed with a retry hint and come back. */
   private async end(): Promise<void> {
     if (this.state === "closed") return;
-    await this.close();
-    this.onEnded(this);
+    const closing = this.close();
+    this.onEnded(this); // out of the registry at once: no new session may join a dying feed
+    await closing;
   }
 
   private onMessage(m: JsMsg): void {

@@ -11,21 +11,18 @@ export class FeedRegistry {
   private readonly lingering = new Map<Feed, NodeJS.Timeout>();
 
   /**
-   * @param lingerMs how long an unused feed stays open, in milliseconds (FEED_LINGER_MS).
+   * @param opts.lingerMs how long an unused feed stays open, in milliseconds (FEED_LINGER_MS).
+   * @param opts.maxLingering most unused feeds kept open at once (FEED_LINGER_MAX).
    * @param onFeedEnded called with the sessions of a feed whose stream went away.
    */
   constructor(
-    private readonly opts: FeedOptions & { lingerMs: number },
+    private readonly opts: FeedOptions & { lingerMs: number; maxLingering: number },
     private readonly deps: FeedDeps,
     private readonly onFeedEnded: (sessions: Session[]) => void,
   ) {}
 
   static key(stream: string, filters: readonly string[]): string {
     return `${stream}\u0000${filters.join("\u0000")}`;
-  }
-
-  get size(): number {
-    return this.feeds.size;
   }
 
   /** The running feed for (stream, filters), started if needed; the session joins it. */
@@ -69,11 +66,14 @@ export class FeedRegistry {
     }, this.opts.lingerMs);
     t.unref();
     this.lingering.set(feed, t);
-  }
-
-  /** Feeds whose stream is one of these, e.g. to end their sessions at shutdown. */
-  all(): Feed[] {
-    return [...this.feeds.values()];
+    // Lingering feeds hold a consumer and a window each: past the bound, the one unused the
+    // longest goes first (a Map iterates in insertion order).
+    if (this.lingering.size > this.opts.maxLingering) {
+      const [oldest, timer] = this.lingering.entries().next().value as [Feed, NodeJS.Timeout];
+      clearTimeout(timer);
+      this.lingering.delete(oldest);
+      this.remove(oldest);
+    }
   }
 
   async closeAll(): Promise<void> {

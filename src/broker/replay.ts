@@ -12,7 +12,7 @@ export interface ReplayOptions {
   from: ReplayFrom;
   /** Header whose value becomes the SSE `event:` (EVENT_TYPE_HEADER). */
   eventHeader: string;
-  /** Messages requested per pull (REPLAY_BATCH). */
+  /** Messages requested per pull (REPLAY_BATCH, default 256). */
   batch: number;
   /** Checked after each message: true ends the replay early (the rest is in memory). */
   until?: () => boolean;

@@ -36,6 +36,7 @@ const MAX_ENTRIES = 10_000;
 /** Finds, through JetStream, the one stream that captures a set of filters; caches answers. */
 export class StreamResolver {
   private readonly cache = new Map<string, Lookup>();
+  private readonly inflight = new Map<string, Promise<string>>();
 
   /**
    * @param ttlMs how long a found stream is remembered, in milliseconds (STREAM_CACHE_TTL_MS).
@@ -70,13 +71,22 @@ export class StreamResolver {
     for (const [k, v] of this.cache) if ("stream" in v && v.stream === stream) this.cache.delete(k);
   }
 
-  private async lookup(filter: string): Promise<string> {
+  private lookup(filter: string): Promise<string> {
     const t = this.now();
     const hit = this.cache.get(filter);
     if (hit && t - hit.at < ("error" in hit ? NEGATIVE_TTL_MS : this.ttlMs)) {
-      if ("error" in hit) throw hit.error;
-      return hit.stream;
+      return "error" in hit ? Promise.reject(hit.error) : Promise.resolve(hit.stream);
     }
+    // Concurrent misses for one subject (a reconnect storm onto a cold pod) share one request.
+    let pending = this.inflight.get(filter);
+    if (!pending) {
+      pending = this.fetch(filter, t).finally(() => this.inflight.delete(filter));
+      this.inflight.set(filter, pending);
+    }
+    return pending;
+  }
+
+  private async fetch(filter: string, t: number): Promise<string> {
     let entry: Lookup;
     try {
       entry = { at: t, ...(await this.find(filter)) };

@@ -106,17 +106,28 @@ async function handle(
   let feed: Feed;
   try {
     stream = await nats.resolver.resolve(filters.value);
-    feed = await nats.feeds.join(stream, filters.value, session);
   } catch (err) {
     deps.sessions.release(client);
     if (!res.headersSent && !res.destroyed) answerLookupError(req, res, deps, err, reject, cors);
     return;
   }
+  try {
+    feed = await nats.feeds.join(stream, filters.value, session);
+  } catch (err) {
+    // The request was judged fine; starting the feed failed on the server's side (a limit,
+    // the stream deleted a moment ago, NATS trouble): an answer the client retries.
+    deps.sessions.release(client);
+    deps.log.warn({ err, stream, filters: filters.value }, "feed could not start");
+    if (!res.headersSent && !res.destroyed) shed(req, res, deps, "nats-unavailable", cors);
+    return;
+  }
   if (session.closed || deps.draining) {
-    // The client left (or shutdown began) while the feed was starting.
+    // The client left, the feed ended or shutdown began while the feed was starting.
     nats.feeds.leave(feed, session);
     deps.sessions.release(client);
-    if (!session.closed) shed(req, res, deps, "draining", cors);
+    // Still connected (the feed ended, or shutdown began): an answer that brings it back.
+    if (!res.headersSent && !res.destroyed)
+      shed(req, res, deps, deps.draining ? "draining" : "nats-unavailable", cors);
     return;
   }
 

@@ -35,7 +35,8 @@ export function parseEventsUrl(rawUrl: string): EventsUrl {
   } else if (rest === "/") {
     subject = "";
   }
-  const query: Query = {};
+  // No prototype: a parameter named "__proto__" is just a parameter.
+  const query: Query = Object.create(null) as Query;
   if (q >= 0) {
     for (const part of rawUrl.slice(q + 1).split("&")) {
       if (part === "") continue;
@@ -57,14 +58,15 @@ export function parseEventsUrl(rawUrl: string): EventsUrl {
 }
 
 /**
- * The client address for per-client limits: the socket's peer, or with TRUST_PROXY the first
- * `X-Forwarded-For` entry (as Koa's `ctx.ip` does with `app.proxy`).
+ * The client address for per-client limits: the socket's peer, or with TRUST_PROXY the last
+ * `X-Forwarded-For` entry, the one added by the proxy in front of the gateway.
  */
 export function clientAddress(req: IncomingMessage, trustProxy: boolean): string {
   if (trustProxy) {
     const xff = req.headers["x-forwarded-for"];
-    const first = (Array.isArray(xff) ? xff[0] : xff)?.split(",")[0]?.trim();
-    if (first) return first;
+    // The last entry is what the trusted proxy itself saw; earlier ones the client can forge.
+    const last = (Array.isArray(xff) ? xff.join(",") : xff)?.split(",").pop()?.trim();
+    if (last) return last;
   }
   return req.socket.remoteAddress ?? "unknown";
 }

@@ -113,8 +113,12 @@ export function parseStart(input: StartInput): CursorResult {
 
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
 
+// 9999-12-31T23:59:59.999Z: later times have no RFC 3339 form to hand to JetStream.
+const MAX_TIME_MS = 253_402_300_799_999;
+
 function parseTime(raw: string): Date | undefined {
-  if (/^[0-9]{1,15}$/.test(raw)) return new Date(Number(raw));
+  if (/^[0-9]{1,15}$/.test(raw))
+    return Number(raw) <= MAX_TIME_MS ? new Date(Number(raw)) : undefined;
   if (!RFC3339.test(raw)) return undefined;
   const ms = Date.parse(raw);
   return Number.isNaN(ms) ? undefined : new Date(ms);

@@ -26,7 +26,10 @@ export type CloseReason =
 
 /** Options for {@link Session}; one object is shared by all the sessions of a route. */
 export interface SessionOptions {
-  /** Unsent bytes (socket buffer plus held live frames) past which the session is closed. */
+  /**
+   * Unsent bytes (socket buffer plus held live frames) past which the session is closed as
+   * slow (SESSION_MAX_BUFFER_BYTES, default 1 MiB).
+   */
   maxBufferBytes: number;
   /** Called once when the session closes, whatever the reason. */
   onClose?: (session: Session, reason: CloseReason) => void;
@@ -199,19 +202,24 @@ export class Session {
    */
   close(reason: CloseReason, retryMs?: number): void {
     if (this.closed) return;
+    // Before its 200 the response belongs to the route, which still has to answer it (a bare
+    // end would be a 200 without text/event-stream, which EventSource never retries).
+    const started = this.res.headersSent && !this.res.destroyed;
+    if (started && reason !== "slow") {
+      this.flush(); // what is queued goes out before the end (this may find the client slow)
+      if (this.closed) return;
+    }
     this.closeReason = reason;
     this.held = undefined;
     this.heldBytes = 0;
+    this.out = undefined;
+    this.outBytes = 0;
     this.wakeWaiter(); // a writable() waiter must not wait for a socket that is going away
     const hooks = this.closeHooks ?? [];
     this.closeHooks = undefined;
     for (const hook of hooks) hook();
-    if (reason === "slow") {
-      this.out = undefined;
-      this.outBytes = 0;
-      this.res.destroy();
-    } else if (!this.res.destroyed) {
-      this.flush();
+    if (started && reason === "slow") this.res.destroy();
+    else if (started) {
       if (retryMs !== undefined) this.res.write(encodeRetry(retryMs));
       this.res.end();
     }

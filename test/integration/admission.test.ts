@@ -241,3 +241,28 @@ describe("health and metrics", () => {
     }
   });
 });
+
+describe("lingering feeds (invariant 6)", () => {
+  it("feeds without clients linger, but never more than FEED_LINGER_MAX of them", async () => {
+    const g = await gateway({ FEED_LINGER_MS: "60000", FEED_LINGER_MAX: "2" });
+    const { stream, prefix } = unique("linger");
+    await js.addStream(stream, [`${prefix}.>`]);
+    // Five subjects one after the other, each client leaving before the next comes.
+    for (let i = 0; i < 5; i++) {
+      const rec = await openRecorder(tracker, `${g.url}/events/${prefix}.s${i}`);
+      const seq = await js.publish(`${prefix}.s${i}`, `m${i}`);
+      await waitForId(rec, seq);
+      rec.close();
+      await waitUntil(
+        async () => metricValue(await g.metrics(), "sse_sessions") === 0,
+        "the client to leave",
+      );
+    }
+    // Each feed is one ordered consumer on the stream: two lingering feeds, two consumers.
+    await waitUntil(
+      async () => (await js.jsm.streams.info(stream)).state.consumer_count === 2,
+      "two consumers on the stream",
+    );
+    expect(metricValue(await g.metrics(), "sse_feeds")).toBe(2);
+  });
+});

@@ -1,4 +1,6 @@
-import { ConfigError, loadConfig } from "../../src/config";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { CONFIG_KEYS, ConfigError, loadConfig } from "../../src/config";
 
 describe("loadConfig", () => {
   it("uses the documented defaults", () => {
@@ -50,5 +52,29 @@ describe("loadConfig", () => {
       /DRAIN_WINDOW_MS=30000: must be less than SHUTDOWN_TIMEOUT_MS/,
     );
     expect(() => loadConfig({ EVENT_TYPE_HEADER: "bad header" })).toThrow(/EVENT_TYPE_HEADER/);
+  });
+});
+
+describe("the README's settings table", () => {
+  const readme = readFileSync(join(__dirname, "..", "..", "README.md"), "utf8");
+  const rows = new Map(
+    [...readme.matchAll(/^\| `([A-Z_]+)`(?:, `[A-Z_]+`)? +\| `?([^|`]*?)`? +\|/gm)].map((m) => [
+      m[1],
+      m[2],
+    ]),
+  );
+
+  it.each(CONFIG_KEYS.map((k) => [k]))("documents %s", (key) => {
+    expect(readme).toContain(`\`${key}\``);
+  });
+
+  it("states the defaults the code uses", () => {
+    const defaults = loadConfig({});
+    for (const key of CONFIG_KEYS) {
+      const doc = rows.get(key);
+      const value = (defaults as Record<string, unknown>)[key];
+      if (doc === undefined || value === undefined || Array.isArray(value)) continue;
+      expect(`${key}=${doc}`).toBe(`${key}=${String(value)}`);
+    }
   });
 });
