@@ -2,6 +2,9 @@ import { DeliverPolicy, type JetStreamClient } from "@nats-io/jetstream";
 import type { Session } from "../sse/session";
 import { frameOf } from "./frames";
 
+/** How often an idle replay checks whether its consumer still has anything pending, in ms. */
+const REPLAY_IDLE_CHECK_MS = 2_500;
+
 /** Where a replay begins: after a sequence, or at a time. */
 export type ReplayFrom = { afterSeq: number } | { time: Date };
 
@@ -49,14 +52,36 @@ export async function replay(
     if (info.num_pending === 0 || session.closed) return 0;
     const messages = await consumer.consume({ max_messages: opts.batch });
     const unhook = session.whenClosed(() => void messages.close().catch(() => undefined));
+    // The end is the message that reports nothing pending. If the stream's limits remove the
+    // last pending messages before they are sent, that message never comes: when the replay
+    // has been idle a while, ask the consumer whether anything is left.
+    // Done only if nothing is pending and everything the server sent has been handled.
+    let idle = 0;
+    let waitingForSocket = false;
+    const watchdog = setInterval(() => {
+      if (waitingForSocket || ++idle < 2) return;
+      consumer
+        .info()
+        .then((ci) => {
+          const handled = ci.delivered.stream_seq <= (session.lastSeq ?? 0);
+          if (ci.num_pending === 0 && handled && idle >= 2) void messages.close();
+        })
+        .catch(() => undefined);
+    }, REPLAY_IDLE_CHECK_MS);
     try {
       for await (const m of messages) {
+        idle = 0;
         if (session.deliverReplayed(frameOf(m, opts.eventHeader))) delivered++;
         if (m.info.pending === 0 || session.closed || opts.until?.()) break;
-        if (session.congested) await session.writable();
+        if (session.congested) {
+          waitingForSocket = true;
+          await session.writable();
+          waitingForSocket = false;
+        }
         if (session.closed) break;
       }
     } finally {
+      clearInterval(watchdog);
       unhook();
       await messages.close().catch(() => undefined);
     }
