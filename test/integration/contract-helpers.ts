@@ -1,5 +1,5 @@
 /**
- * Small helpers shared by the contract tests (test/integration/*.test.ts other than resilience).
+ * Small helpers shared by the integration tests.
  * Everything here talks to the real gateway and the real nats-server; nothing is mocked.
  */
 import net from "node:net";
@@ -21,7 +21,11 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Polls `check` every `everyMs` until it holds; throws `what` after `timeoutMs`. Bounded. */
+/**
+ * Polls `check` every `everyMs` until it holds; throws `what` after `timeoutMs`. Bounded.
+ * A check that throws counts as "not yet" (a server restarting refuses connections); the last
+ * error is quoted if time runs out.
+ */
 export async function waitUntil(
   check: () => boolean | Promise<boolean>,
   what: string,
@@ -29,12 +33,26 @@ export async function waitUntil(
   everyMs = 20,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
+  let lastError = "";
+  const holds = async () => {
+    try {
+      return await check();
+    } catch (err) {
+      lastError = err instanceof Error ? err.message : String(err);
+      return false;
+    }
+  };
   while (Date.now() < deadline) {
-    if (await check()) return;
+    if (await holds()) return;
     await sleep(everyMs);
   }
-  if (await check()) return;
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+  if (await holds()) return;
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} ${lastError}`.trim());
+}
+
+/** Ids of the recorded message events (gateway notices excluded), as numbers. */
+export function messageIds(events: readonly Received[]): number[] {
+  return events.filter((e) => e.type === "message").map((e) => Number(e.id));
 }
 
 /**

@@ -8,38 +8,22 @@ import net from "node:net";
 import { randomUUID } from "node:crypto";
 import { startTestGateway, type TestGateway } from "../support/inProcessGateway";
 import { connectJetStream, type TestJetStream } from "../support/jetstream";
+import { messageIds, waitUntil } from "./contract-helpers";
 import { startNats, type NatsHandle } from "../support/nats";
 import { sleep } from "../support/process";
-import { rawGet, readSseFor, SseRecorder, type Received } from "../support/sse-client";
+import { rawGet, readSseFor, SseRecorder } from "../support/sse-client";
 
 jest.setTimeout(120_000);
 
 const WAIT_MS = 30_000;
 
-/** Ids of the recorded message events (gateway notices excluded), as numbers. */
-function messageIds(events: readonly Received[]): number[] {
-  return events.filter((e) => e.type === "message").map((e) => Number(e.id));
-}
-
-/** Polls `probe` every `everyMs` until it returns true; fails with `what` after `timeoutMs`. */
-async function pollUntil(
+/** `waitUntil` with this file's argument order and bounds. */
+const pollUntil = (
   what: string,
   probe: () => Promise<boolean>,
   timeoutMs = WAIT_MS,
   everyMs = 100,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError = "";
-  while (Date.now() < deadline) {
-    try {
-      if (await probe()) return;
-    } catch (err) {
-      lastError = err instanceof Error ? err.message : String(err);
-    }
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} ${lastError}`);
-}
+) => waitUntil(probe, what, timeoutMs, everyMs);
 
 /** HTTP status of a GET to `url` (throws when nothing answers). */
 async function statusOf(url: string): Promise<number> {

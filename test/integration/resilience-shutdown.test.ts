@@ -7,9 +7,10 @@ import { spawn } from "node:child_process";
 import path from "node:path";
 import { startGatewayProcess, type GatewayProcess } from "../support/gateway";
 import { connectJetStream, type TestJetStream } from "../support/jetstream";
+import { messageIds, waitUntil } from "./contract-helpers";
 import { startNats, type NatsHandle } from "../support/nats";
 import { sleep, TailBuffer, trackChild, waitForExit } from "../support/process";
-import { rawGet, readSseFor, SseRecorder, type Received } from "../support/sse-client";
+import { rawGet, readSseFor, SseRecorder } from "../support/sse-client";
 
 jest.setTimeout(120_000);
 
@@ -17,29 +18,13 @@ const WAIT_MS = 30_000;
 const REPO_ROOT = path.resolve(__dirname, "..", "..");
 const MAIN = path.join(REPO_ROOT, "dist", "src", "main.js");
 
-function messageIds(events: readonly Received[]): number[] {
-  return events.filter((e) => e.type === "message").map((e) => Number(e.id));
-}
-
-/** Polls `probe` until it returns true; fails with `what` after `timeoutMs`. */
-async function pollUntil(
+/** `waitUntil` with this file's argument order and bounds. */
+const pollUntil = (
   what: string,
   probe: () => Promise<boolean>,
   timeoutMs = WAIT_MS,
   everyMs = 50,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError = "";
-  while (Date.now() < deadline) {
-    try {
-      if (await probe()) return;
-    } catch (err) {
-      lastError = err instanceof Error ? err.message : String(err);
-    }
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} ${lastError}`);
-}
+) => waitUntil(probe, what, timeoutMs, everyMs);
 
 async function openSessions(gw: GatewayProcess): Promise<number> {
   const m = /^sse_sessions (\d+)/m.exec((await rawGet(`${gw.url}/metrics`)).body);
