@@ -11,7 +11,11 @@ export NATS_URL="${NATS_URL:-nats://127.0.0.1:$NATS_PORT}"
 export PORT="${PORT:-8080}"
 export DEMO=true
 export FEED_LINGER_MS="${FEED_LINGER_MS:-30000}"
+# Stop quickly in development; production keeps the 10 s drain.
+export DRAIN_WINDOW_MS="${DRAIN_WINDOW_MS:-1000}"
 
+# Children run in their own sessions (setsid), so a Ctrl-C reaches only this script, which then
+# stops each of them once: a second signal would make the gateway skip its graceful drain.
 pids=()
 cleanup() {
   trap - INT TERM EXIT
@@ -25,7 +29,7 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null; then
 else
   NATS_BIN="$(bash scripts/nats-server-path.sh)"
   mkdir -p .tools/dev-data
-  "$NATS_BIN" -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$ROOT/.tools/dev-data" >.tools/dev-nats.log 2>&1 &
+  setsid "$NATS_BIN" -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$ROOT/.tools/dev-data" >.tools/dev-nats.log 2>&1 &
   pids+=($!)
   for _ in $(seq 1 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null && break
@@ -35,9 +39,9 @@ else
 fi
 
 node dist/scripts/ensure-stream.js DEMO 'demo.>'
-node dist/src/main.js &
+setsid node dist/src/main.js &
 pids+=($!)
-node dist/scripts/ticker.js demo.ticker &
+setsid node dist/scripts/ticker.js demo.ticker &
 pids+=($!)
 
 cat <<MSG
