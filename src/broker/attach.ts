@@ -40,7 +40,7 @@ export async function attach(
 ): Promise<void> {
   switch (start.kind) {
     case "new":
-      session.lastSeq = feed.lastSeq;
+      session.lastSeq = feed.newFrom;
       session.goLive();
       return;
     case "since":

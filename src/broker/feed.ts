@@ -90,6 +90,14 @@ export class Feed {
     return this.window.last;
   }
 
+  /**
+   * Where a fresh ("new") session starts: after everything the feed has seen, and never before
+   * the stream's end when the feed started (should a stalled warm-up still be catching up).
+   */
+  get newFrom(): number {
+    return Math.max(this.window.last, this.warmUntil);
+  }
+
   join(session: Session): void {
     this.sessions.add(session);
   }
