@@ -9,10 +9,6 @@ import { connectJetStream, type TestJetStream } from "../support/jetstream";
 import { rawGet } from "../support/sse-client";
 import { errorBody, openRecorder, Tracker, unique, waitForId } from "./contract-helpers";
 
-// jest.config.js sets testTimeout on the integration project, but Jest reads it only from the
-// global config, so the default 5 s would apply to these tests and their hooks.
-jest.setTimeout(60_000);
-
 let nats: NatsHandle;
 let js: TestJetStream;
 let gw: TestGateway;

@@ -18,13 +18,9 @@ import {
   waitUntil,
 } from "./contract-helpers";
 
-// jest.config.js sets testTimeout on the integration project, but Jest reads it only from the
-// global config, so the default 5 s would apply to these tests and their hooks.
-jest.setTimeout(60_000);
-
 let nats: NatsHandle;
 let js: TestJetStream;
-/** Default window (1,000 messages). */
+/** Default window (WINDOW_MESSAGES=10000). */
 let gw: TestGateway;
 /** A window of two messages, so most resumes need a replay consumer. */
 let small: TestGateway;

@@ -18,10 +18,6 @@ import {
   waitForId,
 } from "./contract-helpers";
 
-// jest.config.js sets testTimeout on the integration project, but Jest reads it only from the
-// global config, so the default 5 s would apply to these tests and their hooks.
-jest.setTimeout(60_000);
-
 let nats: NatsHandle;
 let js: TestJetStream;
 /** Default window: a fresh feed warms it from the stream. */
