@@ -61,6 +61,11 @@ export class Feed {
   /** A frame arrived since the last look (coalescing). */
   private arrived = false;
   private batchStart = 0;
+  /** The stream's creation time when the feed started; see verify(). */
+  private created = "";
+  /** Set while a recreated consumer is checked; messages wait in `quarantine`. */
+  private verifying = false;
+  private quarantine: JsMsg[] = [];
   /** While true, messages only fill the window: no session is waiting for them yet. */
   private warming = true;
   private warmUntil = 0;
@@ -123,6 +128,7 @@ export class Feed {
   private async start(): Promise<void> {
     const { js, jsm, resolver, metrics, log } = this.deps;
     const state = await resolver.state(this.stream);
+    this.created = state.created;
     // Begin at the last WINDOW_MESSAGES matching messages, so the window can serve resumes
     // from memory as soon as the feed is ready. Every matching message after the window's
     // floor then arrives through this one consumer, in order.
@@ -194,21 +200,49 @@ export class Feed {
 
   private async watch(messages: ConsumerMessages): Promise<void> {
     for await (const s of messages.status()) {
-      if (s.type === "stream_not_found") {
+      if (s.type === "reset") this.verifying = true;
+      if (s.type === "ordered_consumer_recreated") void this.verify();
+      if (s.type === "stream_not_found" || s.type === "consumer_deleted") {
+        // The stream was deleted (its consumers go with it), or someone deleted the feed's
+        // consumer. nats.js would recreate it only after missed heartbeats, from the old
+        // sequence: on a recreated stream, clients would silently miss its first messages.
         this.deps.log.warn(
           { stream: this.stream },
-          "stream went away under a feed; ending its sessions",
+          `${s.type === "stream_not_found" ? "stream" : "consumer"} went away under a feed; ending its sessions`,
         );
         this.deps.resolver.forget(this.stream);
         await this.end();
         return;
       }
-      if (s.type === "ordered_consumer_recreated")
-        this.deps.log.info(
-          { stream: this.stream, filters: this.filters },
-          "feed consumer recreated",
-        );
     }
+  }
+
+  /**
+   * After nats.js recreated the ordered consumer (NATS restarted, heartbeats missed, or the
+   * stream was deleted): if the stream is not the one the feed started on (deleted and created
+   * again, its sequences starting over), the consumer would continue from the old sequence and
+   * every client would silently miss the new stream's first messages. Messages wait in
+   * quarantine until the stream is known to be the same; otherwise the feed ends, its clients
+   * reconnect and get a reset notice.
+   */
+  private async verify(): Promise<void> {
+    const state = await this.deps.resolver.state(this.stream).catch(() => undefined);
+    if (this.state === "closed") return;
+    if (!state || state.created !== this.created) {
+      this.deps.log.warn(
+        { stream: this.stream },
+        "stream recreated under a feed; ending its sessions",
+      );
+      this.deps.resolver.forget(this.stream);
+      this.quarantine = [];
+      await this.end();
+      return;
+    }
+    this.deps.log.info({ stream: this.stream, filters: this.filters }, "feed consumer recreated");
+    this.verifying = false;
+    const held = this.quarantine;
+    this.quarantine = [];
+    for (const m of held) this.onMessage(m);
   }
 
   /** Ends the feed by itself: its sessions are closed with a retry hint and come back. */
@@ -220,7 +254,14 @@ export class Feed {
   }
 
   private onMessage(m: JsMsg): void {
-    if (this.state === "closed" || m.seq <= this.window.last) return;
+    if (this.state === "closed") return;
+    if (this.verifying) {
+      this.quarantine.push(m);
+      // Bounded: past the window's size the feed ends and its clients resume by replay.
+      if (this.quarantine.length > Math.max(1_000, this.opts.windowMessages)) void this.end();
+      return;
+    }
+    if (m.seq <= this.window.last) return;
     const frame = frameOf(m, this.opts.eventHeader);
     const size = this.window.size;
     const bytes = this.window.bytes;

@@ -23,6 +23,8 @@ export class StreamForbiddenError extends Error {
 export interface StreamState {
   first: number;
   last: number;
+  /** When the stream was created (ISO time): a stream recreated under the same name differs. */
+  created: string;
 }
 
 type Lookup = { at: number; stream: string; subjects: string[] } | { at: number; error: Error };
@@ -63,7 +65,7 @@ export class StreamResolver {
   /** Reads the stream's current first and last sequence (never cached: they move). */
   async state(stream: string): Promise<StreamState> {
     const info = await this.jsm.streams.info(stream);
-    return { first: info.state.first_seq, last: info.state.last_seq };
+    return { first: info.state.first_seq, last: info.state.last_seq, created: info.created };
   }
 
   /** Forgets a stream, e.g. after it was deleted under a live feed. */

@@ -437,4 +437,50 @@ describe("gap and reset notices", () => {
     expect(rec.events[0]).toMatchObject({ type: "gateway.reset", id: String(fresh[3]) });
     expectExactly(rec.events.slice(1), [live]);
   });
+
+  it("reset - a stream deleted and recreated under a live client ends its stream, and the client resumes with a reset", async () => {
+    const quick = await startTestGateway(nats.url, { SHED_RETRY_MS: "300" });
+    try {
+      const { stream, prefix } = unique("underlive");
+      await js.addStream(stream, [`${prefix}.>`]);
+      const subject = `${prefix}.t`;
+      const rec = await openRecorder(tracker, `${quick.url}/events/${subject}`);
+      const before = await publishMany(js, subject, 5);
+      await waitForId(rec, before[4] as number);
+
+      await js.jsm.streams.delete(stream);
+      await js.addStream(stream, [`${prefix}.>`]);
+      // The feed notices the stream went away and ends its sessions with a short retry; the
+      // client comes back with Last-Event-ID 5 to a stream whose sequences start again.
+      await waitUntil(
+        async () =>
+          metricValue(await quick.metrics(), "sse_sessions_closed_total", {
+            reason: "feed-ended",
+          }) >= 1,
+        "the feed to end its session",
+        30_000,
+      );
+      await waitUntil(
+        () => rec.events.some((e) => e.type === "gateway.reset"),
+        "a reset notice",
+        15_000,
+      );
+      const after = await publishMany(js, subject, 3, "after");
+      // Ids start over on the new stream, so wait for the payload, not the id.
+      await waitUntil(
+        () => rec.events.some((e) => e.data === "after#2"),
+        "the new stream's messages",
+      );
+      const at = rec.events.findIndex((e) => e.type === "gateway.reset");
+      expect(JSON.parse(rec.events[at]?.data ?? "{}")).toMatchObject({
+        cursor: before[4],
+        lastSequence: 0,
+      });
+      expectExactly(rec.events.slice(0, at), before);
+      expectExactly(rec.events.slice(at + 1), after);
+    } finally {
+      await tracker.closeAll();
+      await quick.close();
+    }
+  });
 });
