@@ -58,11 +58,13 @@ async function startKind(
   extra: Record<string, string> = {},
 ): Promise<ServerProc> {
   const port = await freePort();
-  if (kind === "gateway")
+  if (kind === "gateway") {
+    const adminPort = await freePort();
     return startServer(
       "src/main.js",
       {
         NATS_URL: ctx.nats.url,
+        ADMIN_PORT: String(adminPort),
         LOG_LEVEL: "warn",
         MAX_CONNECTIONS: "50000",
         MAX_CONNECTIONS_PER_CLIENT: "50000",
@@ -71,7 +73,9 @@ async function startKind(
         ...extra,
       },
       port,
+      adminPort,
     );
+  }
   return startServer(
     "bench/references/bareServer.js",
     { NATS_URL: ctx.nats.url, MODE: kind, STREAM, SUBJECT: subject, BURST: String(MESSAGES) },

@@ -48,6 +48,7 @@ cat <<MSG
 
   Demo page:   http://127.0.0.1:$PORT/
   Stream:      curl -N http://127.0.0.1:$PORT/events/demo.ticker
+  Health:      curl http://127.0.0.1:${ADMIN_PORT:-9090}/readyz   (and /livez, /metrics)
   Publish:     npm run publish -- demo.chat "hello"
   Ctrl-C stops NATS, the gateway and the ticker.
 

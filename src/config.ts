@@ -73,12 +73,17 @@ const logLevel = z
 const schema = z.object({
   PORT: int(8080, 0, 65535),
   HOST: str("0.0.0.0"),
+  ADMIN_PORT: int(9090, 0, 65535),
+  ADMIN_HOST: str("0.0.0.0"),
   NATS_URL: natsUrls,
   NATS_NAME: str("jetstream-sse-gateway"),
   NATS_TOKEN: optional,
   NATS_USER: optional,
   NATS_PASSWORD: optional,
   NATS_CREDS_FILE: optional,
+  NATS_TLS_CA_FILE: optional,
+  NATS_TLS_CERT_FILE: optional,
+  NATS_TLS_KEY_FILE: optional,
   NATS_RECONNECT_MIN_MS: int(250, 10, 60_000),
   NATS_RECONNECT_MAX_MS: int(5_000, 10, 300_000),
   NATS_REQUEST_TIMEOUT_MS: int(5_000, 100, 120_000),
@@ -157,6 +162,12 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
   if (c.MAX_CONNECTIONS_PER_CLIENT > c.MAX_CONNECTIONS)
     problems.push(
       `MAX_CONNECTIONS_PER_CLIENT=${c.MAX_CONNECTIONS_PER_CLIENT}: must not exceed MAX_CONNECTIONS`,
+    );
+  if (c.ADMIN_PORT !== 0 && c.ADMIN_PORT === c.PORT)
+    problems.push(`ADMIN_PORT=${c.ADMIN_PORT}: must differ from PORT`);
+  if (Boolean(c.NATS_TLS_CERT_FILE) !== Boolean(c.NATS_TLS_KEY_FILE))
+    problems.push(
+      "NATS_TLS_CERT_FILE, NATS_TLS_KEY_FILE: a client certificate needs both the certificate and its key",
     );
   if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(c.EVENT_TYPE_HEADER))
     problems.push(

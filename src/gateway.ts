@@ -6,7 +6,7 @@ import { ReplayLimiter } from "./broker/replayLimiter";
 import { StreamResolver } from "./broker/streams";
 import { WindowBudget } from "./broker/window";
 import type { Config } from "./config";
-import { createApp } from "./http/app";
+import { createAdminApp, createApp } from "./http/app";
 import type { AppDeps } from "./http/deps";
 import { rawErrorResponse } from "./http/errors";
 import { eventsHandler } from "./http/events";
@@ -19,6 +19,9 @@ import type { Metrics } from "./telemetry/metrics";
 export interface Gateway {
   readonly server: Server;
   readonly port: number;
+  /** The admin server: /livez, /readyz, /metrics. */
+  readonly adminServer: Server;
+  readonly adminPort: number;
   readonly deps: AppDeps;
   /** Resolves once NATS is connected (the HTTP server answers before that). */
   readonly natsReady: Promise<void>;
@@ -59,17 +62,18 @@ export async function startGateway(
         : rawErrorResponse(400, "Bad Request", "malformed_request", "malformed HTTP request"),
     );
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    // A reconnect storm opens thousands of connections at once; Node's default backlog (511)
-    // would drop SYNs and delay them by whole seconds. The kernel caps it at somaxconn.
-    server.listen(config.PORT, config.HOST, config.HTTP_BACKLOG, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
-  log.info({ port }, "listening");
+  // A reconnect storm opens thousands of connections at once; Node's default backlog (511)
+  // would drop SYNs and delay them by whole seconds. The kernel caps it at somaxconn.
+  const port = await listen(server, config.PORT, config.HOST, config.HTTP_BACKLOG);
+  const adminServer = createServer(createAdminApp(deps).callback());
+  let adminPort: number;
+  try {
+    adminPort = await listen(adminServer, config.ADMIN_PORT, config.ADMIN_HOST, 511);
+  } catch (err) {
+    server.close();
+    throw err;
+  }
+  log.info({ port, adminPort }, "listening");
   sessions.startHeartbeat(config.HEARTBEAT_MS);
 
   let broker: Broker | undefined;
@@ -131,7 +135,29 @@ export async function startGateway(
         void work.finally(() => clearTimeout(t));
       });
       await Promise.race([work, timeout]);
+      // Last: probes keep telling the truth (503, draining) until the very end.
+      adminServer.close();
+      adminServer.closeAllConnections();
       log.info("stopped");
     })());
-  return { server, port, deps, natsReady: natsReady.then(() => undefined), shutdown };
+  return {
+    server,
+    port,
+    adminServer,
+    adminPort,
+    deps,
+    natsReady: natsReady.then(() => undefined),
+    shutdown,
+  };
+}
+
+/** Listens and resolves with the bound port (PORT=0 picks a free one). */
+function listen(server: Server, port: number, host: string, backlog: number): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, backlog, () => {
+      server.off("error", reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
 }

@@ -13,10 +13,15 @@ export interface ServerProc {
   stop(): Promise<void>;
 }
 
+/**
+ * Starts `script` on `port` and waits for `/readyz` on `readyPort` (the gateway's admin port;
+ * the reference servers answer it on their only port).
+ */
 export async function startServer(
   script: string,
   env: Record<string, string>,
   port: number,
+  readyPort = port,
 ): Promise<ServerProc> {
   // BENCH_PROFILE_DIR=<dir> profiles the server under test (node --cpu-prof) for `make bench`.
   const prof = process.env.BENCH_PROFILE_DIR;
@@ -28,7 +33,7 @@ export async function startServer(
   const deadline = Date.now() + 20_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`${script} exited with ${child.exitCode}`);
-    if (await httpOk(`http://127.0.0.1:${port}/readyz`)) break;
+    if (await httpOk(`http://127.0.0.1:${readyPort}/readyz`)) break;
     if (Date.now() > deadline) throw new Error(`${script} did not become ready`);
     await sleep(100);
   }

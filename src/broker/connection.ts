@@ -37,6 +37,17 @@ export function reconnectDelay(
   return Math.round(minMs + rnd() * (ceiling - minMs));
 }
 
+/**
+ * TLS options from the NATS_TLS_* files, or undefined to let the URL decide (`tls://` still
+ * uses TLS with the system's CAs). The transport reads the files itself at connect time.
+ */
+function natsTls(config: Config): { caFile?: string; certFile?: string; keyFile?: string } | undefined {
+  const { NATS_TLS_CA_FILE: caFile, NATS_TLS_CERT_FILE: certFile, NATS_TLS_KEY_FILE: keyFile } =
+    config;
+  if (!caFile && !certFile) return undefined;
+  return { ...(caFile && { caFile }), ...(certFile && { certFile }), ...(keyFile && { keyFile }) };
+}
+
 /** Connects to NATS, waiting (with the same backoff) until the first connection succeeds. */
 export async function connectBroker(
   config: Config,
@@ -59,6 +70,7 @@ export async function connectBroker(
     authenticator: config.NATS_CREDS_FILE
       ? credsAuthenticator(readFileSync(config.NATS_CREDS_FILE))
       : undefined,
+    tls: natsTls(config),
   });
   let up = true;
   metrics.natsConnected.set(1);

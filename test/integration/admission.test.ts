@@ -85,12 +85,12 @@ describe("admission", () => {
   it("admission - /readyz is 503 while full and 200 again once a client leaves", async () => {
     const g = await gateway({ MAX_CONNECTIONS: "2", MAX_CONNECTIONS_PER_CLIENT: "2" });
     const url = `${g.url}/events/${subject}`;
-    const ready = await rawGet(`${g.url}/readyz`);
+    const ready = await rawGet(`${g.adminUrl}/readyz`);
     expect(ready.status).toBe(200);
 
     const a = await openRecorder(tracker, url);
     await openRecorder(tracker, url);
-    const full = await rawGet(`${g.url}/readyz`);
+    const full = await rawGet(`${g.adminUrl}/readyz`);
     expect(full.status).toBe(503);
     const body = JSON.parse(full.body) as { checks: Record<string, boolean> };
     expect(body.checks).toMatchObject({ nats: true, jetstream: true, capacity: false });
@@ -98,7 +98,7 @@ describe("admission", () => {
     a.close();
     let status = 0;
     await waitUntil(async () => {
-      status = (await rawGet(`${g.url}/readyz`)).status;
+      status = (await rawGet(`${g.adminUrl}/readyz`)).status;
       return status === 200;
     }, "/readyz to be 200 after a client left");
     expect(status).toBe(200);
@@ -122,7 +122,7 @@ describe("admission", () => {
     await expectShedStream(url);
 
     // The per-client bound does not make the pod unready: other clients are welcome.
-    expect((await rawGet(`${g.url}/readyz`)).status).toBe(200);
+    expect((await rawGet(`${g.adminUrl}/readyz`)).status).toBe(200);
     const seq = await js.publish(subject, "still served");
     await waitForId(a, seq);
   });
@@ -171,10 +171,10 @@ describe("admission", () => {
 describe("health and metrics", () => {
   it("health - /livez is 200 and /readyz is 200 with every check passing", async () => {
     const g = await gateway();
-    const live = await rawGet(`${g.url}/livez`);
+    const live = await rawGet(`${g.adminUrl}/livez`);
     expect(live.status).toBe(200);
     expect(JSON.parse(live.body)).toEqual({ status: "ok" });
-    const ready = await rawGet(`${g.url}/readyz`);
+    const ready = await rawGet(`${g.adminUrl}/readyz`);
     expect(ready.status).toBe(200);
     expect(JSON.parse(ready.body)).toMatchObject({
       status: "ready",
@@ -182,10 +182,23 @@ describe("health and metrics", () => {
     });
   });
 
+  it("admin port - probes and metrics are served on ADMIN_PORT only, never on the public port", async () => {
+    const g = await gateway();
+    expect(g.adminUrl).not.toBe(g.url);
+    for (const path of ["/livez", "/readyz", "/metrics"]) {
+      expect((await rawGet(`${g.adminUrl}${path}`)).status).toBe(200);
+      const pub = await rawGet(`${g.url}${path}`);
+      expect(pub.status).toBe(404);
+      expect(errorBody(pub.body).error).toBe("not_found");
+    }
+    // And the admin port serves nothing else: no events, no demo page.
+    expect((await rawGet(`${g.adminUrl}/events/${subject}`)).status).toBe(404);
+  });
+
   it("metrics - /metrics is Prometheus text that counts open sessions", async () => {
     const g = await gateway();
     const scrape = async () => {
-      const res = await rawGet(`${g.url}/metrics`);
+      const res = await rawGet(`${g.adminUrl}/metrics`);
       expect(res.status).toBe(200);
       expect(res.headers.get("content-type")).toMatch(/^text\/plain/);
       return res.body;
@@ -216,16 +229,16 @@ describe("health and metrics", () => {
       proc = await startGatewayProcess({ NATS_URL: nats.url });
       const p = proc;
       await waitUntil(
-        async () => (await rawGet(`${p.url}/readyz`)).status === 200,
+        async () => (await rawGet(`${p.adminUrl}/readyz`)).status === 200,
         "the built gateway to be ready",
         15_000,
         100,
       );
-      expect((await rawGet(`${p.url}/livez`)).status).toBe(200);
-      expect((await rawGet(`${p.url}/metrics`)).body).toMatch(/^sse_sessions 0$/m);
+      expect((await rawGet(`${p.adminUrl}/livez`)).status).toBe(200);
+      expect((await rawGet(`${p.adminUrl}/metrics`)).body).toMatch(/^sse_sessions 0$/m);
       const reading = readSseFor(`${p.url}/events/${subject}`, 2_000);
       await waitUntil(
-        async () => metricValue((await rawGet(`${p.url}/metrics`)).body, "sse_sessions") === 1,
+        async () => metricValue((await rawGet(`${p.adminUrl}/metrics`)).body, "sse_sessions") === 1,
         "the stream to open",
       );
       const seq = await js.publish(subject, "from the built gateway");

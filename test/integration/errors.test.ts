@@ -298,9 +298,9 @@ describe("after all that", () => {
     for (const a of answers) statuses.push(a.status);
     expect(statuses.length).toBeGreaterThanOrEqual(answers.length);
     expect(statuses.filter((s) => s < 400 || s >= 500)).toEqual([]);
-    const live = await rawGet(`${gw.url}/livez`);
+    const live = await rawGet(`${gw.adminUrl}/livez`);
     expect(live.status).toBe(200);
-    const ready = await rawGet(`${gw.url}/readyz`);
+    const ready = await rawGet(`${gw.adminUrl}/readyz`);
     expect(ready.status).toBe(200);
     const rec = await openRecorder(tracker, `${gw.url}/events/${good}`);
     const seq = await js.publish(good, "still here");

@@ -100,10 +100,10 @@ describe("when nats-server stops and starts again under a streaming client", () 
 
     // While the broker is away the pod is alive but must not receive new streams.
     await pollUntil("/readyz to answer 503 while NATS is down", async () => {
-      return (await statusOf(`${gw.url}/readyz`)) === 503;
+      return (await statusOf(`${gw.adminUrl}/readyz`)) === 503;
     });
-    expect(await statusOf(`${gw.url}/livez`)).toBe(200);
-    const readyz = await rawGet(`${gw.url}/readyz`);
+    expect(await statusOf(`${gw.adminUrl}/livez`)).toBe(200);
+    const readyz = await rawGet(`${gw.adminUrl}/readyz`);
     expect(readyz.status).toBe(503);
     expect(JSON.parse(readyz.body)).toMatchObject({ checks: { nats: false } });
     // A browser opening a stream now is told to come back (invariant 7), not given a 5xx.
@@ -115,7 +115,7 @@ describe("when nats-server stops and starts again under a streaming client", () 
     expect(shed.text).not.toMatch(/^id:/m);
 
     await sleep(1_000);
-    expect(await statusOf(`${gw.url}/livez`)).toBe(200);
+    expect(await statusOf(`${gw.adminUrl}/livez`)).toBe(200);
     await nats.start();
 
     for (let i = 0; i < 10; i++) {
@@ -133,7 +133,7 @@ describe("when nats-server stops and starts again under a streaming client", () 
     expect(client.events.filter((e) => e.type !== "message")).toEqual([]);
 
     await pollUntil("/readyz to answer 200 after NATS is back", async () => {
-      return (await statusOf(`${gw.url}/readyz`)) === 200;
+      return (await statusOf(`${gw.adminUrl}/readyz`)) === 200;
     });
   });
 });

@@ -27,7 +27,7 @@ const pollUntil = (
 ) => waitUntil(probe, what, timeoutMs, everyMs);
 
 async function openSessions(gw: GatewayProcess): Promise<number> {
-  const m = /^sse_sessions (\d+)/m.exec((await rawGet(`${gw.url}/metrics`)).body);
+  const m = /^sse_sessions (\d+)/m.exec((await rawGet(`${gw.adminUrl}/metrics`)).body);
   return m ? Number(m[1]) : -1;
 }
 
@@ -91,7 +91,7 @@ describe("when the gateway receives SIGTERM while a client streams", () => {
     await pollUntil(
       "A's /readyz to answer 503 during the drain",
       async () => {
-        const res = await rawGet(`${a.url}/readyz`);
+        const res = await rawGet(`${a.adminUrl}/readyz`);
         seen.push(String(res.status));
         return res.status === 503;
       },

@@ -7,6 +7,9 @@ import { isRunning, sleep, TailBuffer, terminate, trackChild, waitForExit } from
 export interface GatewayProcess {
   url: string;
   port: number;
+  /** The admin port's base URL: /livez, /readyz, /metrics. */
+  adminUrl: string;
+  adminPort: number;
   child: ChildProcess;
   /** The last 64 KB of combined stdout and stderr. */
   logs(): string;
@@ -28,17 +31,25 @@ const READY_TIMEOUT_MS = 15_000;
  */
 export async function startGatewayProcess(
   env: Record<string, string>,
-  opts?: { port?: number },
+  opts?: { port?: number; adminPort?: number },
 ): Promise<GatewayProcess> {
   if (!fs.existsSync(MAIN)) {
     throw new Error(`${MAIN} is missing: run \`npm run build\` before the integration tests`);
   }
   const port = opts?.port ?? (await freePort());
+  const adminPort = opts?.adminPort ?? (await freePort());
   const url = `http://127.0.0.1:${port}`;
+  const adminUrl = `http://127.0.0.1:${adminPort}`;
   const output = new TailBuffer(64 * 1024);
   const child = spawn(process.execPath, [MAIN], {
     cwd: REPO_ROOT,
-    env: { ...process.env, PORT: String(port), LOG_LEVEL: "warn", ...env },
+    env: {
+      ...process.env,
+      PORT: String(port),
+      ADMIN_PORT: String(adminPort),
+      LOG_LEVEL: "warn",
+      ...env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   trackChild(child);
@@ -63,7 +74,7 @@ export async function startGatewayProcess(
       );
     }
     try {
-      const res = await fetch(`${url}/livez`, { signal: AbortSignal.timeout(1_000) });
+      const res = await fetch(`${adminUrl}/livez`, { signal: AbortSignal.timeout(1_000) });
       await res.body?.cancel();
       if (res.status === 200) break;
       lastError = `HTTP ${res.status}`;
@@ -76,6 +87,8 @@ export async function startGatewayProcess(
   return {
     url,
     port,
+    adminUrl,
+    adminPort,
     child,
     logs: () => output.toString(),
     waitForExit: async (timeoutMs) => {

@@ -6,6 +6,8 @@ import { createMetrics } from "../../src/telemetry/metrics";
 
 export interface TestGateway {
   url: string;
+  /** The admin port's base URL: /livez, /readyz, /metrics. */
+  adminUrl: string;
   gateway: Gateway;
   /** Prometheus text of this gateway's own registry. */
   metrics(): Promise<string>;
@@ -23,6 +25,8 @@ export async function startTestGateway(
   const config = loadConfig({
     PORT: "0",
     HOST: "127.0.0.1",
+    ADMIN_PORT: "0",
+    ADMIN_HOST: "127.0.0.1",
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "silent",
     DRAIN_WINDOW_MS: "0",
     SHUTDOWN_TIMEOUT_MS: "5000",
@@ -34,6 +38,7 @@ export async function startTestGateway(
   await gateway.natsReady;
   return {
     url: `http://127.0.0.1:${gateway.port}`,
+    adminUrl: `http://127.0.0.1:${gateway.adminPort}`,
     gateway,
     metrics: () => metrics.registry.metrics(),
     close: () => gateway.shutdown(),

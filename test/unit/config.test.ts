@@ -6,6 +6,7 @@ describe("loadConfig", () => {
   it("uses the documented defaults", () => {
     const c = loadConfig({});
     expect(c.PORT).toBe(8080);
+    expect(c.ADMIN_PORT).toBe(9090);
     expect(c.NATS_URL).toEqual(["nats://127.0.0.1:4222"]);
     expect(c.HEARTBEAT_MS).toBe(15_000);
     expect(c.MAX_CONNECTIONS).toBe(10_000);
@@ -16,12 +17,12 @@ describe("loadConfig", () => {
 
   it("parses numbers, booleans and lists", () => {
     const c = loadConfig({
-      PORT: "9090",
+      PORT: "9000",
       NATS_URL: "nats://a:4222, nats://b:4222",
       ALLOW_WILDCARDS: "false",
       CORS_ORIGINS: "https://a.example,https://b.example",
     });
-    expect(c.PORT).toBe(9090);
+    expect(c.PORT).toBe(9000);
     expect(c.NATS_URL).toEqual(["nats://a:4222", "nats://b:4222"]);
     expect(c.ALLOW_WILDCARDS).toBe(false);
     expect(c.CORS_ORIGINS).toEqual(["https://a.example", "https://b.example"]);
@@ -52,6 +53,12 @@ describe("loadConfig", () => {
       /DRAIN_WINDOW_MS=30000: must be less than SHUTDOWN_TIMEOUT_MS/,
     );
     expect(() => loadConfig({ EVENT_TYPE_HEADER: "bad header" })).toThrow(/EVENT_TYPE_HEADER/);
+    expect(() => loadConfig({ PORT: "9090" })).toThrow(/ADMIN_PORT=9090: must differ from PORT/);
+    expect(loadConfig({ PORT: "0", ADMIN_PORT: "0" }).ADMIN_PORT).toBe(0);
+    expect(() => loadConfig({ NATS_TLS_CERT_FILE: "/c.pem" })).toThrow(/needs both/);
+    expect(
+      loadConfig({ NATS_TLS_CERT_FILE: "/c.pem", NATS_TLS_KEY_FILE: "/k.pem" }).NATS_TLS_KEY_FILE,
+    ).toBe("/k.pem");
   });
 });
 
