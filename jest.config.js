@@ -1,4 +1,4 @@
-// Three projects so `make test` runs everything while each level can run alone.
+// One project per level so `make test` runs everything while each level can run alone.
 // TypeScript is transformed by SWC (no type-check here: `make lint` runs tsc).
 const transform = { "^.+\\.ts$": ["@swc/jest", { jsc: { target: "es2023" } }] };
 const common = { testEnvironment: "node", transform, moduleFileExtensions: ["ts", "js", "json"] };
@@ -20,5 +20,13 @@ module.exports = {
       displayName: "browser",
       testMatch: ["<rootDir>/test/browser/**/*.test.ts"],
     },
+    // The container image's file tree, run read-only as a non-root user (bubblewrap).
+    { ...common, displayName: "image", testMatch: ["<rootDir>/test/image/**/*.test.ts"] },
+    // The Helm chart rendered and validated offline (helm, kubeconform, kubernetes-models).
+    { ...common, displayName: "chart", testMatch: ["<rootDir>/test/chart/**/*.test.ts"] },
+    // Rolling restarts behind a load balancer, driven by the chart's rendered values.
+    { ...common, displayName: "rollout", testMatch: ["<rootDir>/test/rollout/**/*.test.ts"] },
+    // A real Kubernetes control plane with kwok nodes (`make test-k8s`).
+    { ...common, displayName: "k8s", testMatch: ["<rootDir>/test/k8s/**/*.test.ts"] },
   ],
 };
