@@ -41,9 +41,14 @@ export function reconnectDelay(
  * TLS options from the NATS_TLS_* files, or undefined to let the URL decide (`tls://` still
  * uses TLS with the system's CAs). The transport reads the files itself at connect time.
  */
-function natsTls(config: Config): { caFile?: string; certFile?: string; keyFile?: string } | undefined {
-  const { NATS_TLS_CA_FILE: caFile, NATS_TLS_CERT_FILE: certFile, NATS_TLS_KEY_FILE: keyFile } =
-    config;
+function natsTls(
+  config: Config,
+): { caFile?: string; certFile?: string; keyFile?: string } | undefined {
+  const {
+    NATS_TLS_CA_FILE: caFile,
+    NATS_TLS_CERT_FILE: certFile,
+    NATS_TLS_KEY_FILE: keyFile,
+  } = config;
   if (!caFile && !certFile) return undefined;
   return { ...(caFile && { caFile }), ...(certFile && { certFile }), ...(keyFile && { keyFile }) };
 }

@@ -90,7 +90,7 @@ async function waitForJetStream(
   );
 }
 
-function findNatsBinary(): string {
+export function findNatsBinary(): string {
   const fromEnv = process.env.NATS_SERVER_BIN;
   if (fromEnv) return fromEnv;
   const local = path.join(REPO_ROOT, ".tools", "bin", "nats-server");
