@@ -15,6 +15,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/.tools/bin:$(PATH)
 
 VERSION := $(shell node -p "require('./package.json').version" 2>/dev/null)
 IMAGE ?= jetstream-sse-gateway
+SOURCE ?= https://github.com/jetstream-sse-gateway/jetstream-sse-gateway
 
 all: build
 
@@ -90,6 +91,7 @@ docker:
 	docker build \
 		--build-arg VERSION=$(VERSION) \
 		--build-arg REVISION=$$(git rev-parse HEAD) \
+		--build-arg SOURCE=$(SOURCE) \
 		--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) \
 		-t $(IMAGE):$(VERSION) .
 
