@@ -15,7 +15,9 @@ const PACKAGES = [
 async function modelFor(apiVersion, kind) {
   const [group, version] = apiVersion.includes("/") ? apiVersion.split("/") : ["", apiVersion];
   const pkg = PACKAGES.find(([g]) => g === group)?.[1];
-  const path = pkg ? `${pkg}/${group}/${version}` : `kubernetes-models/${group ? `${group}/` : ""}${version}`;
+  const path = pkg
+    ? `${pkg}/${group}/${version}`
+    : `kubernetes-models/${group ? `${group}/` : ""}${version}`;
   const mod = await import(path);
   return mod[kind];
 }
@@ -35,7 +37,14 @@ for (const doc of parseAllDocuments(input)) {
   }
   if (!Model) {
     failed++;
-    console.log(JSON.stringify({ kind: obj.kind, name, ok: false, error: `unknown kind ${obj.apiVersion} ${obj.kind}` }));
+    console.log(
+      JSON.stringify({
+        kind: obj.kind,
+        name,
+        ok: false,
+        error: `unknown kind ${obj.apiVersion} ${obj.kind}`,
+      }),
+    );
     continue;
   }
   try {
