@@ -157,6 +157,8 @@ ensure_k8s() {
   fi
   go_install kwok "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
   ensure_helm
+  # The test cluster's certificates are made with openssl.
+  command -v openssl >/dev/null 2>&1 || apt_install openssl
 }
 
 what=("$@")
