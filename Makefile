@@ -81,6 +81,13 @@ test-rollout: deps tools build
 test-k8s: deps tools-k8s
 	npm run test:k8s
 
+# A larger rolling restart (bench/rollout.ts): 5,000 eventsource clients in 2 processes behind
+# haproxy, 3 pods rolled twice with the chart's default timings; prints the figures, exits 1 on
+# any loss, repeat or bad exit. ~1.5-3 min, bounded (--time-limit, default 600 s).
+# Options: make rollout ROLLOUT_ARGS="--clients 2000 --rate 20"
+rollout: deps tools build
+	NATS_SERVER_BIN="$$(bash scripts/nats-server-path.sh)" node dist/bench/rollout.js $(ROLLOUT_ARGS)
+
 # Regenerates the chart README's values table from values.yaml's comments.
 chart-readme: deps
 	npm run chart:readme

@@ -1,8 +1,8 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { freePort } from "./ports";
-import { isRunning, sleep, TailBuffer, terminate, trackChild, waitForExit } from "./process";
+import { isRunning, sleep, spawnTracked, terminate, waitForExit } from "./process";
 
 export interface GatewayProcess {
   url: string;
@@ -40,8 +40,7 @@ export async function startGatewayProcess(
   const adminPort = opts?.adminPort ?? (await freePort());
   const url = `http://127.0.0.1:${port}`;
   const adminUrl = `http://127.0.0.1:${adminPort}`;
-  const output = new TailBuffer(64 * 1024);
-  const child = spawn(process.execPath, [MAIN], {
+  const { child, output, spawnError } = spawnTracked(process.execPath, [MAIN], {
     cwd: REPO_ROOT,
     env: {
       ...process.env,
@@ -50,18 +49,13 @@ export async function startGatewayProcess(
       LOG_LEVEL: "warn",
       ...env,
     },
-    stdio: ["ignore", "pipe", "pipe"],
   });
-  trackChild(child);
-  child.stdout?.on("data", (chunk: Buffer) => output.push(chunk));
-  child.stderr?.on("data", (chunk: Buffer) => output.push(chunk));
-  let spawnError: Error | undefined;
-  child.on("error", (err) => (spawnError = err));
 
   const deadline = Date.now() + READY_TIMEOUT_MS;
   let lastError = "";
   for (;;) {
-    if (spawnError) throw new Error(`cannot spawn gateway: ${spawnError.message}`);
+    const failed = spawnError();
+    if (failed) throw new Error(`cannot spawn gateway: ${failed.message}`);
     if (!isRunning(child)) {
       throw new Error(
         `gateway exited before /livez answered (code ${child.exitCode}, signal ${child.signalCode}). logs:\n${output}`,

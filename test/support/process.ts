@@ -1,4 +1,4 @@
-import type { ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import { Socket } from "node:net";
 import vm from "node:vm";
 
@@ -110,4 +110,30 @@ export class TailBuffer {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A tracked child whose stdout and stderr are kept in a tail buffer. */
+export interface SpawnedChild {
+  child: ChildProcess;
+  /** The last `tail` characters of stdout and stderr together. */
+  output: TailBuffer;
+  /** The error `spawn` reported (e.g. ENOENT), if any. */
+  spawnError(): Error | undefined;
+}
+
+/** Spawns `cmd` with piped output, tracked so that it dies with the tests (see trackChild). */
+export function spawnTracked(
+  cmd: string,
+  args: readonly string[],
+  opts: Omit<SpawnOptions, "stdio"> = {},
+  tail = 64 * 1024,
+): SpawnedChild {
+  const output = new TailBuffer(tail);
+  const child = spawn(cmd, args, { ...opts, stdio: ["ignore", "pipe", "pipe"] });
+  trackChild(child);
+  child.stdout?.on("data", (chunk: Buffer) => output.push(chunk));
+  child.stderr?.on("data", (chunk: Buffer) => output.push(chunk));
+  let error: Error | undefined;
+  child.on("error", (err) => (error = err));
+  return { child, output, spawnError: () => error };
 }
