@@ -118,7 +118,9 @@ export async function startGateway(
       metrics.draining.set(1);
       log.info({ sessions: sessions.size, drainWindowMs: config.DRAIN_WINDOW_MS }, "draining");
       const work = (async () => {
-        await sessions.drain(config.DRAIN_WINDOW_MS, config.SHED_RETRY_MS);
+        // RETRY_MS, not SHED_RETRY_MS: the drain window already spreads these reconnects, and
+        // ready pods are waiting for them; a longer pause would only lengthen the gap in delivery.
+        await sessions.drain(config.DRAIN_WINDOW_MS, config.RETRY_MS);
         sessions.stopHeartbeat();
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeAllConnections();
