@@ -180,7 +180,7 @@ for w in "${what[@]}"; do
       ensure_kubeconform
       ensure_schemas
       ensure_hadolint
-      [[ "$w" == all ]] && ensure_k8s
+      if [[ "$w" == all ]]; then ensure_k8s; fi
       ;;
     k8s) ensure_k8s ;;
     *)
