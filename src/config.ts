@@ -115,6 +115,10 @@ const schema = z.object({
   SHUTDOWN_TIMEOUT_MS: int(25_000, 100, 3_600_000),
   HTTP_MAX_HEADER_BYTES: int(16_384, 1_024, 1_048_576),
   HTTP_BACKLOG: int(4_096, 1, 65_535),
+  /** Longest query string of `/events`, in bytes; longer: 414 query_too_long. Default 8192. */
+  HTTP_MAX_QUERY_BYTES: int(8_192, 256, 1_048_576),
+  /** Most query parameters of `/events`; more: 400 too_many_parameters. Default 64. */
+  HTTP_MAX_QUERY_PARAMS: int(64, 1, 10_000),
   LOG_LEVEL: logLevel,
   DEMO: bool(false),
 });
@@ -162,6 +166,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
   if (c.MAX_CONNECTIONS_PER_CLIENT > c.MAX_CONNECTIONS)
     problems.push(
       `MAX_CONNECTIONS_PER_CLIENT=${c.MAX_CONNECTIONS_PER_CLIENT}: must not exceed MAX_CONNECTIONS`,
+    );
+  // Room for every subject and the four start parameters (lastEventId, last, since, from).
+  if (c.HTTP_MAX_QUERY_PARAMS < c.MAX_SUBJECTS + 4)
+    problems.push(
+      `HTTP_MAX_QUERY_PARAMS=${c.HTTP_MAX_QUERY_PARAMS}: must be at least MAX_SUBJECTS + 4 (${c.MAX_SUBJECTS + 4})`,
     );
   if (c.ADMIN_PORT !== 0 && c.ADMIN_PORT === c.PORT)
     problems.push(`ADMIN_PORT=${c.ADMIN_PORT}: must differ from PORT`);

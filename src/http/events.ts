@@ -14,7 +14,7 @@ import { tracer } from "../telemetry/tracing";
 import { corsHeaders } from "./cors";
 import type { AppDeps } from "./deps";
 import { writeError, type ErrorCode } from "./errors";
-import { clientAddress, header, parseEventsUrl } from "./request";
+import { clientAddress, header, parseEventsUrl, type UrlError, type UrlLimits } from "./request";
 import { shed } from "./shed";
 import { SSE_HEADERS } from "./sseHeaders";
 
@@ -24,6 +24,12 @@ const SUBJECT_ERRORS: Record<SubjectError["type"], [number, ErrorCode]> = {
   overlap: [400, "overlapping_subjects"],
   "too-many": [400, "too_many_subjects"],
   empty: [400, "no_subject"],
+};
+
+const URL_ERRORS: Record<UrlError["type"], [number, ErrorCode]> = {
+  malformed: [400, "malformed_request"],
+  "query-too-long": [414, "query_too_long"],
+  "too-many-parameters": [400, "too_many_parameters"],
 };
 
 /**
@@ -43,8 +49,12 @@ export function eventsHandler(deps: AppDeps) {
     maxBufferBytes: deps.config.SESSION_MAX_BUFFER_BYTES,
     onClose: (session, reason) => untrack(session, reason, deps),
   };
+  const urlLimits: UrlLimits = {
+    maxQueryBytes: deps.config.HTTP_MAX_QUERY_BYTES,
+    maxParams: deps.config.HTTP_MAX_QUERY_PARAMS,
+  };
   return (req: IncomingMessage, res: ServerResponse): void => {
-    handle(req, res, deps, sessionOptions).catch((err: unknown) => {
+    handle(req, res, deps, sessionOptions, urlLimits).catch((err: unknown) => {
       deps.log.error({ err, url: req.url }, "events handler failed");
       if (!res.headersSent) writeError(res, 500, "internal", "internal error");
       else res.destroy();
@@ -57,6 +67,7 @@ async function handle(
   res: ServerResponse,
   deps: AppDeps,
   sessionOptions: SessionOptions,
+  urlLimits: UrlLimits,
 ): Promise<void> {
   const { config, metrics } = deps;
   const cors = corsHeaders(config.CORS_ORIGINS, header(req, "origin"));
@@ -65,8 +76,11 @@ async function handle(
     writeError(res, status, code, message, cors);
   };
 
-  const url = parseEventsUrl(req.url ?? "/events");
-  if (!url.ok) return reject(400, "malformed_request", url.message);
+  const url = parseEventsUrl(req.url ?? "/events", urlLimits);
+  if (!url.ok) {
+    const [status, code] = URL_ERRORS[url.error.type];
+    return reject(status, code, url.error.message);
+  }
   const q = url.query.subject;
   const subjects = [
     ...(url.subject === undefined ? [] : [url.subject]),

@@ -85,3 +85,18 @@ describe("the README's settings table", () => {
     }
   });
 });
+
+describe("loadConfig - the public port's HTTP bounds", () => {
+  it("bounds the query string: 8 KB and 64 parameters by default, room for every subject", () => {
+    const c = loadConfig({});
+    expect(c.HTTP_MAX_QUERY_BYTES).toBe(8_192);
+    expect(c.HTTP_MAX_QUERY_PARAMS).toBe(64);
+    expect(() => loadConfig({ MAX_SUBJECTS: "100" })).toThrow(
+      /HTTP_MAX_QUERY_PARAMS=64: must be at least MAX_SUBJECTS \+ 4 \(104\)/,
+    );
+    expect(loadConfig({ MAX_SUBJECTS: "100", HTTP_MAX_QUERY_PARAMS: "104" }).MAX_SUBJECTS).toBe(
+      100,
+    );
+    expect(() => loadConfig({ HTTP_MAX_QUERY_BYTES: "10" })).toThrow(/expected at least 256/);
+  });
+});
