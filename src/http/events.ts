@@ -122,7 +122,8 @@ async function handle(
     stream = await nats.resolver.resolve(filters.value);
   } catch (err) {
     deps.sessions.release(client);
-    if (!res.headersSent && !res.destroyed) answerLookupError(req, res, deps, err, reject, cors);
+    if (!res.headersSent && !res.destroyed)
+      answerLookupError(req, res, deps, err, filters.value, reject, cors);
     return;
   }
   try {
@@ -222,23 +223,45 @@ function cursorAttributes(start: StartPosition): Record<string, number | string>
   }
 }
 
-/** Maps a failure to find the stream or start the feed to an answer. */
+/**
+ * Maps a failure to find the stream to an answer. The public message names only the request's
+ * own subjects: the resolver's errors (and JetStream's) may list other streams of the account
+ * and their subjects, which are not the client's business. The details go to the debug log.
+ */
 function answerLookupError(
   req: IncomingMessage,
   res: ServerResponse,
   deps: AppDeps,
   err: unknown,
+  filters: readonly string[],
   reject: (status: number, code: ErrorCode, message: string) => void,
   cors: Record<string, string>,
 ): void {
-  if (err instanceof StreamNotFoundError) return reject(404, "stream_not_found", err.message);
-  if (err instanceof StreamMismatchError) return reject(400, "subjects_span_streams", err.message);
-  if (err instanceof StreamForbiddenError) return reject(403, "subject_forbidden", err.message);
+  const asked =
+    filters.length === 1
+      ? `subject "${filters[0]}"`
+      : `subjects ${filters.map((f) => `"${f}"`).join(", ")}`;
+  const refuse = (status: number, code: ErrorCode, message: string) => {
+    deps.log.debug({ err, filters }, "stream lookup refused the request");
+    reject(status, code, message);
+  };
+  if (err instanceof StreamNotFoundError)
+    return refuse(404, "stream_not_found", `no stream captures ${asked}`);
+  if (err instanceof StreamMismatchError)
+    return refuse(
+      400,
+      "subjects_span_streams",
+      `${asked}: not captured whole by exactly one stream; subscribe to narrower subjects, ` +
+        "or open one connection per stream",
+    );
+  if (err instanceof StreamForbiddenError)
+    return refuse(403, "subject_forbidden", `${asked}: captured by a stream that is not served`);
   if (err instanceof JetStreamApiError) {
     // The server judged the request itself (e.g. a filter it will not accept): the client's
-    // input, so a 4xx with the server's words, never a 5xx.
-    if (err.status === 404) return reject(404, "stream_not_found", err.message);
-    if (err.status >= 400 && err.status < 500) return reject(400, "malformed_subject", err.message);
+    // input, so a 4xx, never a 5xx.
+    if (err.status === 404) return refuse(404, "stream_not_found", `no stream captures ${asked}`);
+    if (err.status >= 400 && err.status < 500)
+      return refuse(400, "malformed_subject", `JetStream does not accept ${asked} as a filter`);
   }
   deps.log.warn({ err }, "stream lookup failed; shedding the request");
   shed(req, res, deps, "nats-unavailable", cors);
