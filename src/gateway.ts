@@ -28,7 +28,16 @@ export interface Gateway {
   readonly natsReady: Promise<void>;
   /** Drains sessions, closes the server and NATS; bounded by SHUTDOWN_TIMEOUT_MS. */
   shutdown(): Promise<void>;
+  /**
+   * Hurries a shutdown (a second signal): every open session is closed at once, each with a
+   * jittered `retry:`, and the sockets are flushed (at most {@link FLUSH_MS}). Resolves then; the
+   * caller exits without waiting for the rest (NATS drain).
+   */
+  shutdownNow(): Promise<void>;
 }
+
+/** How long shutdown waits for sockets to hand their last bytes (`retry:`) to the kernel, ms. */
+export const FLUSH_MS = 1_000;
 
 /**
  * Starts the HTTP server at once (so `/livez` answers and `/readyz` tells the truth while NATS
@@ -58,7 +67,7 @@ export async function startGateway(
   );
   const bounds = socketBounds(config, openFileLimit());
   for (const warning of bounds.warnings) log.warn(warning);
-  new SocketLimits(server, bounds, metrics);
+  const sockets = new SocketLimits(server, bounds, metrics);
   // A reconnect storm opens thousands of connections at once; Node's default backlog (511)
   // would drop SYNs and delay them by whole seconds. The kernel caps it at somaxconn.
   const port = await listen(server, config.PORT, config.HOST, config.HTTP_BACKLOG);
@@ -120,6 +129,9 @@ export async function startGateway(
       const work = (async () => {
         await sessions.drain(config.DRAIN_WINDOW_MS, config.SHED_RETRY_MS);
         sessions.stopHeartbeat();
+        // Before closing the server: it destroys sockets whose response has ended, with
+        // whatever they still buffer (the `retry:` of a client that reads slowly).
+        await sockets.flushed(FLUSH_MS);
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeAllConnections();
         await closed;
@@ -140,6 +152,14 @@ export async function startGateway(
       adminServer.closeAllConnections();
       log.info("stopped");
     })());
+  const shutdownNow = async () => {
+    // Readiness, shedding and the rest of the sequence, if not begun yet; its failures are
+    // for its first caller to report.
+    shutdown().catch(() => undefined);
+    await sessions.drain(0, config.SHED_RETRY_MS);
+    await sockets.flushed(FLUSH_MS);
+    log.info("sessions closed at once");
+  };
   return {
     server,
     port,
@@ -148,6 +168,7 @@ export async function startGateway(
     deps,
     natsReady: natsReady.then(() => undefined),
     shutdown,
+    shutdownNow,
   };
 }
 
