@@ -115,6 +115,27 @@ const schema = z.object({
   SHUTDOWN_TIMEOUT_MS: int(25_000, 100, 3_600_000),
   HTTP_MAX_HEADER_BYTES: int(16_384, 1_024, 1_048_576),
   HTTP_BACKLOG: int(4_096, 1, 65_535),
+  /** Longest query string of `/events`, in bytes; longer: 414 query_too_long. Default 8192. */
+  HTTP_MAX_QUERY_BYTES: int(8_192, 256, 1_048_576),
+  /** Most query parameters of `/events`; more: 400 too_many_parameters. Default 64. */
+  HTTP_MAX_QUERY_PARAMS: int(64, 1, 10_000),
+  /**
+   * Open sockets on the public port; new ones past it are closed unread. 0 (the default) derives
+   * it: MAX_CONNECTIONS + max(1024, MAX_CONNECTIONS / 4), within 90 % of the open-file limit.
+   */
+  HTTP_MAX_SOCKETS: int(0, 0, 10_000_000),
+  /**
+   * Open sockets on the public port per remote address; 0 (the default) derives it:
+   * MAX_CONNECTIONS_PER_CLIENT + max(MAX_CONNECTIONS_PER_CLIENT, 64). Not applied with
+   * TRUST_PROXY (every client arrives from the proxy's address).
+   */
+  HTTP_MAX_SOCKETS_PER_CLIENT: int(0, 0, 10_000_000),
+  /** Time to receive a request's line and headers, in ms (default 10000); else 408. */
+  HTTP_HEADERS_TIMEOUT_MS: int(10_000, 100, 600_000),
+  /** Time to receive a whole request (not its response), in ms (default 30000); else 408. */
+  HTTP_REQUEST_TIMEOUT_MS: int(30_000, 100, 3_600_000),
+  /** How long an idle keep-alive connection stays open, in ms (default 5000). */
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: int(5_000, 100, 3_600_000),
   LOG_LEVEL: logLevel,
   DEMO: bool(false),
 });
@@ -162,6 +183,26 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
   if (c.MAX_CONNECTIONS_PER_CLIENT > c.MAX_CONNECTIONS)
     problems.push(
       `MAX_CONNECTIONS_PER_CLIENT=${c.MAX_CONNECTIONS_PER_CLIENT}: must not exceed MAX_CONNECTIONS`,
+    );
+  // Room for every subject and the four start parameters (lastEventId, last, since, from).
+  if (c.HTTP_MAX_QUERY_PARAMS < c.MAX_SUBJECTS + 4)
+    problems.push(
+      `HTTP_MAX_QUERY_PARAMS=${c.HTTP_MAX_QUERY_PARAMS}: must be at least MAX_SUBJECTS + 4 (${c.MAX_SUBJECTS + 4})`,
+    );
+  if (c.HTTP_MAX_SOCKETS !== 0 && c.HTTP_MAX_SOCKETS < c.MAX_CONNECTIONS)
+    problems.push(
+      `HTTP_MAX_SOCKETS=${c.HTTP_MAX_SOCKETS}: must be 0 (derived) or at least MAX_CONNECTIONS (${c.MAX_CONNECTIONS})`,
+    );
+  if (
+    c.HTTP_MAX_SOCKETS_PER_CLIENT !== 0 &&
+    c.HTTP_MAX_SOCKETS_PER_CLIENT < c.MAX_CONNECTIONS_PER_CLIENT
+  )
+    problems.push(
+      `HTTP_MAX_SOCKETS_PER_CLIENT=${c.HTTP_MAX_SOCKETS_PER_CLIENT}: must be 0 (derived) or at least MAX_CONNECTIONS_PER_CLIENT (${c.MAX_CONNECTIONS_PER_CLIENT})`,
+    );
+  if (c.HTTP_HEADERS_TIMEOUT_MS > c.HTTP_REQUEST_TIMEOUT_MS)
+    problems.push(
+      `HTTP_HEADERS_TIMEOUT_MS=${c.HTTP_HEADERS_TIMEOUT_MS}: must not exceed HTTP_REQUEST_TIMEOUT_MS (${c.HTTP_REQUEST_TIMEOUT_MS})`,
     );
   if (c.ADMIN_PORT !== 0 && c.ADMIN_PORT === c.PORT)
     problems.push(`ADMIN_PORT=${c.ADMIN_PORT}: must differ from PORT`);

@@ -1,4 +1,4 @@
-import { createServer, type Server } from "node:http";
+import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { connectBroker, type Broker } from "./broker/connection";
 import { FeedRegistry } from "./broker/feeds";
@@ -8,9 +8,10 @@ import { WindowBudget } from "./broker/window";
 import type { Config } from "./config";
 import { createAdminApp, createApp } from "./http/app";
 import type { AppDeps } from "./http/deps";
-import { rawErrorResponse } from "./http/errors";
 import { eventsHandler } from "./http/events";
 import { isEventsRequest } from "./http/request";
+import { createHttpServer, type HttpServerOptions } from "./http/server";
+import { openFileLimit, socketBounds, SocketLimits } from "./http/socketLimits";
 import { SessionRegistry, jitter } from "./sse/sessionRegistry";
 import type { Logger } from "./telemetry/logger";
 import type { Metrics } from "./telemetry/metrics";
@@ -27,7 +28,16 @@ export interface Gateway {
   readonly natsReady: Promise<void>;
   /** Drains sessions, closes the server and NATS; bounded by SHUTDOWN_TIMEOUT_MS. */
   shutdown(): Promise<void>;
+  /**
+   * Hurries a shutdown (a second signal): every open session is closed at once, each with a
+   * jittered `retry:`, and the sockets are flushed (at most {@link FLUSH_MS}). Resolves then; the
+   * caller exits without waiting for the rest (NATS drain).
+   */
+  shutdownNow(): Promise<void>;
 }
+
+/** How long shutdown waits for sockets to hand their last bytes (`retry:`) to the kernel, ms. */
+export const FLUSH_MS = 1_000;
 
 /**
  * Starts the HTTP server at once (so `/livez` answers and `/readyz` tells the truth while NATS
@@ -43,29 +53,25 @@ export async function startGateway(
   const app = createApp(deps);
   const koa = app.callback();
   const events = eventsHandler(deps);
+  const http: HttpServerOptions = {
+    maxHeaderBytes: config.HTTP_MAX_HEADER_BYTES,
+    headersTimeoutMs: config.HTTP_HEADERS_TIMEOUT_MS,
+    requestTimeoutMs: config.HTTP_REQUEST_TIMEOUT_MS,
+    keepAliveTimeoutMs: config.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+  };
   // The streaming route goes straight to node:http (see http/events.ts); the rest to Koa.
-  const server = createServer({ maxHeaderSize: config.HTTP_MAX_HEADER_BYTES }, (req, res) =>
-    isEventsRequest(req) ? events(req, res) : koa(req, res),
+  const server = createHttpServer(
+    http,
+    (req, res) => (isEventsRequest(req) ? events(req, res) : koa(req, res)),
+    metrics,
   );
-  server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
-    // Node's parser rejects these before Koa sees them; answer in JSON like everything else.
-    if (!socket.writable) return socket.destroy();
-    const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
-    socket.end(
-      tooLarge
-        ? rawErrorResponse(
-            431,
-            "Request Header Fields Too Large",
-            "headers_too_large",
-            "request headers are too large",
-          )
-        : rawErrorResponse(400, "Bad Request", "malformed_request", "malformed HTTP request"),
-    );
-  });
+  const bounds = socketBounds(config, openFileLimit());
+  for (const warning of bounds.warnings) log.warn(warning);
+  const sockets = new SocketLimits(server, bounds, metrics);
   // A reconnect storm opens thousands of connections at once; Node's default backlog (511)
   // would drop SYNs and delay them by whole seconds. The kernel caps it at somaxconn.
   const port = await listen(server, config.PORT, config.HOST, config.HTTP_BACKLOG);
-  const adminServer = createServer(createAdminApp(deps).callback());
+  const adminServer = createHttpServer(http, createAdminApp(deps).callback(), metrics);
   let adminPort: number;
   try {
     adminPort = await listen(adminServer, config.ADMIN_PORT, config.ADMIN_HOST, 511);
@@ -73,7 +79,10 @@ export async function startGateway(
     server.close();
     throw err;
   }
-  log.info({ port, adminPort }, "listening");
+  log.info(
+    { port, adminPort, maxSockets: bounds.maxSockets, maxSocketsPerClient: bounds.maxPerClient },
+    "listening",
+  );
   sessions.startHeartbeat(config.HEARTBEAT_MS);
 
   let broker: Broker | undefined;
@@ -122,6 +131,9 @@ export async function startGateway(
         // ready pods are waiting for them; a longer pause would only lengthen the gap in delivery.
         await sessions.drain(config.DRAIN_WINDOW_MS, config.RETRY_MS);
         sessions.stopHeartbeat();
+        // Before closing the server: it destroys sockets whose response has ended, with
+        // whatever they still buffer (the `retry:` of a client that reads slowly).
+        await sockets.flushed(FLUSH_MS);
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeAllConnections();
         await closed;
@@ -142,6 +154,14 @@ export async function startGateway(
       adminServer.closeAllConnections();
       log.info("stopped");
     })());
+  const shutdownNow = async () => {
+    // Readiness, shedding and the rest of the sequence, if not begun yet; its failures are
+    // for its first caller to report.
+    shutdown().catch(() => undefined);
+    await sessions.drain(0, config.SHED_RETRY_MS);
+    await sockets.flushed(FLUSH_MS);
+    log.info("sessions closed at once");
+  };
   return {
     server,
     port,
@@ -150,6 +170,7 @@ export async function startGateway(
     deps,
     natsReady: natsReady.then(() => undefined),
     shutdown,
+    shutdownNow,
   };
 }
 

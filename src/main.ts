@@ -22,8 +22,15 @@ async function main(): Promise<void> {
 
   let signals = 0;
   const stop = (signal: NodeJS.Signals) => {
-    if (++signals > 1) {
-      log.warn({ signal }, "second signal; exiting now");
+    if (++signals === 2) {
+      // Not a bare exit: that would drop every client without a `retry:`, and all of them
+      // would reconnect to the other pods at the same moment.
+      log.warn({ signal }, "second signal; closing every session now, then exiting");
+      void gateway.shutdownNow().finally(() => process.exit(1));
+      return;
+    }
+    if (signals > 2) {
+      log.warn({ signal }, "third signal; exiting now");
       process.exit(1);
     }
     log.info({ signal }, "shutting down");

@@ -1,26 +1,37 @@
 import type { ServerResponse } from "node:http";
 import type { Context } from "koa";
 
-/** The `error` codes of JSON error bodies; each is listed in the README. */
-export type ErrorCode =
-  | "malformed_subject"
-  | "subject_forbidden"
-  | "no_subject"
-  | "too_many_subjects"
-  | "overlapping_subjects"
-  | "subjects_span_streams"
-  | "malformed_cursor"
-  | "invalid_start"
-  | "stream_not_found"
-  | "malformed_request"
-  | "headers_too_large"
-  | "not_found"
-  | "method_not_allowed"
-  | "full"
-  | "client_limit"
-  | "draining"
-  | "nats_unavailable"
-  | "internal";
+/**
+ * Every `error` code of JSON error bodies, with the status it is answered with. Each is a row
+ * of the README's error table (a unit test checks it).
+ */
+export const ERROR_STATUS = {
+  malformed_subject: 400,
+  subject_forbidden: 403,
+  no_subject: 400,
+  too_many_subjects: 400,
+  overlapping_subjects: 400,
+  subjects_span_streams: 400,
+  malformed_cursor: 400,
+  invalid_start: 400,
+  stream_not_found: 404,
+  malformed_request: 400,
+  too_many_parameters: 400,
+  headers_too_large: 431,
+  query_too_long: 414,
+  request_timeout: 408,
+  expectation_failed: 417,
+  not_found: 404,
+  method_not_allowed: 405,
+  full: 503,
+  client_limit: 429,
+  draining: 503,
+  nats_unavailable: 503,
+  internal: 500,
+} as const satisfies Record<string, number>;
+
+/** The `error` codes of JSON error bodies. */
+export type ErrorCode = keyof typeof ERROR_STATUS;
 
 /** Answers with a status and a JSON body `{ error, message }`; only before headers are sent. */
 export function sendError(ctx: Context, status: number, error: ErrorCode, message: string): void {

@@ -14,7 +14,7 @@ import { tracer } from "../telemetry/tracing";
 import { corsHeaders } from "./cors";
 import type { AppDeps } from "./deps";
 import { writeError, type ErrorCode } from "./errors";
-import { clientAddress, header, parseEventsUrl } from "./request";
+import { clientAddress, header, parseEventsUrl, type UrlError, type UrlLimits } from "./request";
 import { shed } from "./shed";
 import { SSE_HEADERS } from "./sseHeaders";
 
@@ -24,6 +24,12 @@ const SUBJECT_ERRORS: Record<SubjectError["type"], [number, ErrorCode]> = {
   overlap: [400, "overlapping_subjects"],
   "too-many": [400, "too_many_subjects"],
   empty: [400, "no_subject"],
+};
+
+const URL_ERRORS: Record<UrlError["type"], [number, ErrorCode]> = {
+  malformed: [400, "malformed_request"],
+  "query-too-long": [414, "query_too_long"],
+  "too-many-parameters": [400, "too_many_parameters"],
 };
 
 /**
@@ -43,8 +49,12 @@ export function eventsHandler(deps: AppDeps) {
     maxBufferBytes: deps.config.SESSION_MAX_BUFFER_BYTES,
     onClose: (session, reason) => untrack(session, reason, deps),
   };
+  const urlLimits: UrlLimits = {
+    maxQueryBytes: deps.config.HTTP_MAX_QUERY_BYTES,
+    maxParams: deps.config.HTTP_MAX_QUERY_PARAMS,
+  };
   return (req: IncomingMessage, res: ServerResponse): void => {
-    handle(req, res, deps, sessionOptions).catch((err: unknown) => {
+    handle(req, res, deps, sessionOptions, urlLimits).catch((err: unknown) => {
       deps.log.error({ err, url: req.url }, "events handler failed");
       if (!res.headersSent) writeError(res, 500, "internal", "internal error");
       else res.destroy();
@@ -57,6 +67,7 @@ async function handle(
   res: ServerResponse,
   deps: AppDeps,
   sessionOptions: SessionOptions,
+  urlLimits: UrlLimits,
 ): Promise<void> {
   const { config, metrics } = deps;
   const cors = corsHeaders(config.CORS_ORIGINS, header(req, "origin"));
@@ -65,8 +76,11 @@ async function handle(
     writeError(res, status, code, message, cors);
   };
 
-  const url = parseEventsUrl(req.url ?? "/events");
-  if (!url.ok) return reject(400, "malformed_request", url.message);
+  const url = parseEventsUrl(req.url ?? "/events", urlLimits);
+  if (!url.ok) {
+    const [status, code] = URL_ERRORS[url.error.type];
+    return reject(status, code, url.error.message);
+  }
   const q = url.query.subject;
   const subjects = [
     ...(url.subject === undefined ? [] : [url.subject]),
@@ -108,7 +122,8 @@ async function handle(
     stream = await nats.resolver.resolve(filters.value);
   } catch (err) {
     deps.sessions.release(client);
-    if (!res.headersSent && !res.destroyed) answerLookupError(req, res, deps, err, reject, cors);
+    if (!res.headersSent && !res.destroyed)
+      answerLookupError(req, res, deps, err, filters.value, reject, cors);
     return;
   }
   try {
@@ -208,23 +223,45 @@ function cursorAttributes(start: StartPosition): Record<string, number | string>
   }
 }
 
-/** Maps a failure to find the stream or start the feed to an answer. */
+/**
+ * Maps a failure to find the stream to an answer. The public message names only the request's
+ * own subjects: the resolver's errors (and JetStream's) may list other streams of the account
+ * and their subjects, which are not the client's business. The details go to the debug log.
+ */
 function answerLookupError(
   req: IncomingMessage,
   res: ServerResponse,
   deps: AppDeps,
   err: unknown,
+  filters: readonly string[],
   reject: (status: number, code: ErrorCode, message: string) => void,
   cors: Record<string, string>,
 ): void {
-  if (err instanceof StreamNotFoundError) return reject(404, "stream_not_found", err.message);
-  if (err instanceof StreamMismatchError) return reject(400, "subjects_span_streams", err.message);
-  if (err instanceof StreamForbiddenError) return reject(403, "subject_forbidden", err.message);
+  const asked =
+    filters.length === 1
+      ? `subject "${filters[0]}"`
+      : `subjects ${filters.map((f) => `"${f}"`).join(", ")}`;
+  const refuse = (status: number, code: ErrorCode, message: string) => {
+    deps.log.debug({ err, filters }, "stream lookup refused the request");
+    reject(status, code, message);
+  };
+  if (err instanceof StreamNotFoundError)
+    return refuse(404, "stream_not_found", `no stream captures ${asked}`);
+  if (err instanceof StreamMismatchError)
+    return refuse(
+      400,
+      "subjects_span_streams",
+      `${asked}: not captured whole by exactly one stream; subscribe to narrower subjects, ` +
+        "or open one connection per stream",
+    );
+  if (err instanceof StreamForbiddenError)
+    return refuse(403, "subject_forbidden", `${asked}: captured by a stream that is not served`);
   if (err instanceof JetStreamApiError) {
     // The server judged the request itself (e.g. a filter it will not accept): the client's
-    // input, so a 4xx with the server's words, never a 5xx.
-    if (err.status === 404) return reject(404, "stream_not_found", err.message);
-    if (err.status >= 400 && err.status < 500) return reject(400, "malformed_subject", err.message);
+    // input, so a 4xx, never a 5xx.
+    if (err.status === 404) return refuse(404, "stream_not_found", `no stream captures ${asked}`);
+    if (err.status >= 400 && err.status < 500)
+      return refuse(400, "malformed_subject", `JetStream does not accept ${asked} as a filter`);
   }
   deps.log.warn({ err }, "stream lookup failed; shedding the request");
   shed(req, res, deps, "nats-unavailable", cors);

@@ -101,25 +101,57 @@ export function parseStart(input: StartInput): CursorResult {
   }
   if (values.since !== undefined) {
     const time = parseTime(values.since);
-    if (time === undefined)
-      return fail(
-        "invalid-start",
-        `"since" must be an RFC 3339 time (2026-01-31T12:00:00Z) or milliseconds since the epoch`,
-      );
+    if (typeof time === "string") return fail("invalid-start", time);
     return { ok: true, value: { kind: "since", time } };
   }
   return { ok: true, value: { kind: "new" } };
 }
 
-const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
+const RFC3339 =
+  /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(?:[Zz]|[+-](\d{2}):(\d{2}))$/;
 
-// 9999-12-31T23:59:59.999Z: later times have no RFC 3339 form to hand to JetStream.
-const MAX_TIME_MS = 253_402_300_799_999;
+/**
+ * The times JetStream can start a consumer at: it keeps time as int64 nanoseconds since the
+ * epoch, 1677-09-21T00:12:43.145224192Z to 2262-04-11T23:47:16.854775807Z. Outside, its answer
+ * is meaningless, so such times are refused; these are the whole milliseconds inside.
+ */
+export const SINCE_MIN_MS = -9_223_372_036_854;
+export const SINCE_MAX_MS = 9_223_372_036_854;
 
-function parseTime(raw: string): Date | undefined {
-  if (/^[0-9]{1,15}$/.test(raw))
-    return Number(raw) <= MAX_TIME_MS ? new Date(Number(raw)) : undefined;
-  if (!RFC3339.test(raw)) return undefined;
-  const ms = Date.parse(raw);
-  return Number.isNaN(ms) ? undefined : new Date(ms);
+const SINCE_FORMS = `"since" must be an RFC 3339 time (2026-01-31T12:00:00Z) or milliseconds since the epoch`;
+
+/** A valid time, or why not. `Date.parse` alone rolls 2026-02-30 over to March 2: not here. */
+function parseTime(raw: string): Date | string {
+  let ms: number;
+  if (/^[0-9]{1,15}$/.test(raw)) ms = Number(raw);
+  else {
+    const m = RFC3339.exec(raw);
+    if (!m) return SINCE_FORMS;
+    const field = (i: number) => Number(m[i] ?? 0);
+    const [year, month, day] = [field(1), field(2), field(3)];
+    const valid =
+      month >= 1 &&
+      month <= 12 &&
+      day >= 1 &&
+      day <= daysInMonth(year, month) &&
+      field(4) <= 23 &&
+      field(5) <= 59 &&
+      // RFC 3339 allows a leap second (60); Go's time parser, and so JetStream, does not.
+      field(6) <= 59 &&
+      field(8) <= 23 &&
+      field(9) <= 59;
+    if (!valid) return `"since" is not a valid date and time: "${raw.slice(0, 64)}"`;
+    ms = Date.parse(raw);
+  }
+  if (!(ms >= SINCE_MIN_MS && ms <= SINCE_MAX_MS))
+    return (
+      `"since" must lie within JetStream's time range, ${new Date(SINCE_MIN_MS).toISOString()} ` +
+      `to ${new Date(SINCE_MAX_MS).toISOString()}`
+    );
+  return new Date(ms);
+}
+
+function daysInMonth(year: number, month: number): number {
+  if (month === 2) return year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28;
+  return month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
 }

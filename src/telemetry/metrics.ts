@@ -96,6 +96,28 @@ export function createMetrics(registry = new Registry(), withDefaults = true) {
       registers: r,
     }),
     draining: new Gauge({ name: "sse_draining", help: "1 once shutdown has begun", registers: r }),
+    httpSockets: new Gauge({
+      name: "sse_http_sockets",
+      help: "Open sockets on the public port (bounded by sse_http_sockets_max)",
+      registers: r,
+    }),
+    httpSocketsMax: new Gauge({
+      name: "sse_http_sockets_max",
+      help: "Open sockets the public port accepts: HTTP_MAX_SOCKETS, or the bound derived from the open-file limit",
+      registers: r,
+    }),
+    httpSocketsRefused: new Counter({
+      name: "sse_http_sockets_refused_total",
+      help: "Sockets of the public port closed at once, unread, by bound: total (HTTP_MAX_SOCKETS) or per_client (HTTP_MAX_SOCKETS_PER_CLIENT)",
+      labelNames: ["reason"] as const,
+      registers: r,
+    }),
+    httpErrors: new Counter({
+      name: "sse_http_errors_total",
+      help: "Requests answered with a JSON error before any route saw them (unparsable, too slow, headers too large, Expect, CONNECT, no Host), by error code",
+      labelNames: ["code"] as const,
+      registers: r,
+    }),
   };
 }
 

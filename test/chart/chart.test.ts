@@ -290,6 +290,9 @@ describe("settings from values", () => {
       eventTypeHeader: "X-Event",
       corsOrigins: "https://a.example",
       shutdownTimeoutMs: 30000,
+      // 0 derives these; a value given must make room for the connection limits.
+      httpMaxSockets: 20000,
+      httpMaxSocketsPerClient: 600,
     });
     const env = configData(render({ files: [writeValues({ config })] }));
     for (const [k, v] of Object.entries(config)) {

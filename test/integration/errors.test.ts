@@ -115,6 +115,13 @@ describe("malformed subjects", () => {
     await expectError("/events", 400, "no_subject");
   });
 
+  it("subjects - /events/ with an empty path subject is refused with 400 no_subject", async () => {
+    await expectError("/events/", 400, "no_subject");
+    const rec = await openRecorder(tracker, `${gw.url}/events/?subject=${good}`);
+    const seq = await js.publish(good, "query subject after /events/");
+    await waitForId(rec, seq);
+  });
+
   it("subjects - more than MAX_SUBJECTS subjects are refused with 400 too_many_subjects", async () => {
     const query = ["a", "b", "c", "d", "e"].map((s) => `subject=${goodPrefix}.${s}`).join("&");
     await expectError(`/events?${query}`, 400, "too_many_subjects");
@@ -186,6 +193,30 @@ describe("forbidden and unknown subjects", () => {
     const { stream, prefix } = unique("narrow");
     await js.addStream(stream, [`${prefix}.only.*`]);
     await expectError(`/events/${prefix}.%3E`, 400, "subjects_span_streams");
+  });
+});
+
+describe("what refusals tell the public", () => {
+  it("subjects - a refusal names only the request's own subjects, never other streams or their subjects", async () => {
+    const { stream: a, prefix } = unique("leak");
+    const b = `${a}_OTHER`;
+    // One stream also captures a subject nobody asked about; another one sits beside it.
+    await js.addStream(a, [`${prefix}.a.>`, `${prefix}.internal.payroll`]);
+    await js.addStream(b, [`${prefix}.b.>`]);
+    const cases: [string, number, string][] = [
+      // two subjects in two streams
+      [`/events?subject=${prefix}.a.1&subject=${prefix}.b.1`, 400, "subjects_span_streams"],
+      // a wildcard two streams share
+      [`/events/${prefix}.*.1`, 400, "subjects_span_streams"],
+      // a wildcard only partly captured by one stream
+      [`/events/${prefix}.internal.*`, 400, "subjects_span_streams"],
+    ];
+    for (const [path, status, code] of cases) {
+      const { message } = await expectError(path, status, code);
+      expect(message).toContain(prefix); // it names what was asked
+      for (const secret of [a, b, "payroll", `${prefix}.a.>`, `${prefix}.b.>`])
+        expect(`${path}: ${message}`).not.toContain(secret);
+    }
   });
 });
 

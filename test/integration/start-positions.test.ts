@@ -161,6 +161,65 @@ describe("from and since", () => {
     expectExactly(rec.events, [...a.filter((s) => s > (b[2] as number)), sentinel]);
   });
 
+  it("from - the sequence after the last one is simply live, with no notice", async () => {
+    const { stream, prefix } = unique("fromnext");
+    await js.addStream(stream, [`${prefix}.>`]);
+    const seqs = await publishMany(js, `${prefix}.t`, 3);
+    const next = (seqs[2] as number) + 1;
+    const rec = await openRecorder(tracker, `${gw.url}/events/${prefix}.t?from=${next}`);
+    const sentinel = await js.publish(`${prefix}.t`, "sentinel");
+    await waitForId(rec, sentinel);
+    expect(sentinel).toBe(next);
+    expect(rec.events.map((e) => [e.type, Number(e.id)])).toEqual([["message", sentinel]]);
+  });
+
+  it("from - beyond the stream's end gets gateway.reset (cursor from-1), then what is published next", async () => {
+    const { stream, prefix } = unique("frombeyond");
+    await js.addStream(stream, [`${prefix}.>`]);
+    const seqs = await publishMany(js, `${prefix}.t`, 3);
+    for (const g of [gw, bare]) {
+      const last = seqs.at(-1) as number;
+      const rec = await openRecorder(tracker, `${g.url}/events/${prefix}.t?from=${last + 50}`, {
+        types: ["gateway.gap", "gateway.reset"],
+      });
+      await rec.waitFor((events) => events.length >= 1);
+      const sentinel = await js.publish(`${prefix}.t`, "sentinel");
+      await waitForId(rec, sentinel);
+      const [reset, ...rest] = rec.events;
+      expect(reset?.type).toBe("gateway.reset");
+      expect(Number(reset?.id)).toBe(last);
+      expect(JSON.parse(reset?.data ?? "null")).toEqual({
+        stream,
+        cursor: last + 49,
+        lastSequence: last,
+      });
+      expect(rest.map((e) => [e.type, Number(e.id)])).toEqual([["message", sentinel]]);
+      rec.close();
+      seqs.push(sentinel);
+    }
+  });
+
+  it("from - before the stream's first sequence gets gateway.gap, then what remains", async () => {
+    const { stream, prefix } = unique("frombefore");
+    await js.addStream(stream, [`${prefix}.>`], { max_msgs: 3 });
+    const seqs = await publishMany(js, `${prefix}.t`, 8);
+    const first = seqs[5] as number;
+    const rec = await openRecorder(tracker, `${bare.url}/events/${prefix}.t?from=2`);
+    // What remains first: a message published now would push the oldest out of the stream.
+    await waitForId(rec, seqs[7] as number);
+    const sentinel = await js.publish(`${prefix}.t`, "sentinel");
+    await waitForId(rec, sentinel);
+    const [gap, ...rest] = rec.events;
+    expect(gap?.type).toBe("gateway.gap");
+    expect(JSON.parse(gap?.data ?? "null")).toEqual({
+      stream,
+      cursor: 1,
+      firstAvailable: first,
+      missed: first - 2,
+    });
+    expectExactly(rest, [...seqs.slice(5), sentinel]);
+  });
+
   it("since - delivers only messages stored at or after the time, then live", async () => {
     const { stream, prefix } = unique("since");
     await js.addStream(stream, [`${prefix}.>`]);
@@ -249,6 +308,11 @@ describe("refused start positions", () => {
     ["since not a time", "since=yesterday"],
     ["since without a zone", "since=2026-01-31T12:00:00"],
     ["since an impossible date", "since=2026-02-31T25:61:00Z"],
+    ["since a date that does not exist (February 30)", "since=2026-02-30T00:00:00Z"],
+    ["since midnight written as 24:00", "since=2026-01-31T24:00:00Z"],
+    ["since before JetStream's time range (1677)", "since=1600-01-01T00:00:00Z"],
+    ["since after JetStream's time range (2262)", "since=2262-04-12T00:00:00Z"],
+    ["since after JetStream's time range, in epoch milliseconds", "since=9999999999999"],
   ])("start - %s is refused with 400 invalid_start", async (_label, query) => {
     const res = await rawGet(`${gw.url}/events/${subject}?${query}`);
     expect(res.status).toBe(400);

@@ -31,7 +31,12 @@ const READY_TIMEOUT_MS = 15_000;
  */
 export async function startGatewayProcess(
   env: Record<string, string>,
-  opts?: { port?: number; adminPort?: number },
+  opts?: {
+    port?: number;
+    adminPort?: number;
+    /** Caps the process's open files (soft and hard: Node raises the soft limit to the hard). */
+    maxOpenFiles?: number;
+  },
 ): Promise<GatewayProcess> {
   if (!fs.existsSync(MAIN)) {
     throw new Error(`${MAIN} is missing: run \`npm run build\` before the integration tests`);
@@ -40,7 +45,15 @@ export async function startGatewayProcess(
   const adminPort = opts?.adminPort ?? (await freePort());
   const url = `http://127.0.0.1:${port}`;
   const adminUrl = `http://127.0.0.1:${adminPort}`;
-  const { child, output, spawnError } = spawnTracked(process.execPath, [MAIN], {
+  // `exec` keeps the PID Node's own, so signals reach the gateway, not the shell.
+  const [command, args] =
+    opts?.maxOpenFiles === undefined
+      ? [process.execPath, [MAIN]]
+      : [
+          "/bin/sh",
+          ["-c", `ulimit -n ${opts.maxOpenFiles} && exec "$0" "$@"`, process.execPath, MAIN],
+        ];
+  const { child, output, spawnError } = spawnTracked(command, args, {
     cwd: REPO_ROOT,
     env: {
       ...process.env,

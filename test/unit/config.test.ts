@@ -85,3 +85,47 @@ describe("the README's settings table", () => {
     }
   });
 });
+
+describe("loadConfig - the public port's HTTP bounds", () => {
+  it("bounds the query string: 8 KB and 64 parameters by default, room for every subject", () => {
+    const c = loadConfig({});
+    expect(c.HTTP_MAX_QUERY_BYTES).toBe(8_192);
+    expect(c.HTTP_MAX_QUERY_PARAMS).toBe(64);
+    expect(() => loadConfig({ MAX_SUBJECTS: "100" })).toThrow(
+      /HTTP_MAX_QUERY_PARAMS=64: must be at least MAX_SUBJECTS \+ 4 \(104\)/,
+    );
+    expect(loadConfig({ MAX_SUBJECTS: "100", HTTP_MAX_QUERY_PARAMS: "104" }).MAX_SUBJECTS).toBe(
+      100,
+    );
+    expect(() => loadConfig({ HTTP_MAX_QUERY_BYTES: "10" })).toThrow(/expected at least 256/);
+  });
+});
+
+describe("loadConfig - the public port's sockets and timeouts", () => {
+  it("derives the socket bounds by default (0) and bounds the timeouts", () => {
+    const c = loadConfig({});
+    expect(c.HTTP_MAX_SOCKETS).toBe(0);
+    expect(c.HTTP_MAX_SOCKETS_PER_CLIENT).toBe(0);
+    expect(c.HTTP_HEADERS_TIMEOUT_MS).toBe(10_000);
+    expect(c.HTTP_REQUEST_TIMEOUT_MS).toBe(30_000);
+    expect(c.HTTP_KEEP_ALIVE_TIMEOUT_MS).toBe(5_000);
+    expect(() => loadConfig({ HTTP_HEADERS_TIMEOUT_MS: "0" })).toThrow(/expected at least 100/);
+    expect(() => loadConfig({ HTTP_KEEP_ALIVE_TIMEOUT_MS: "0" })).toThrow(/expected at least 100/);
+  });
+
+  it("refuses socket bounds below the connection limits they must make room for", () => {
+    expect(() => loadConfig({ HTTP_MAX_SOCKETS: "5000" })).toThrow(
+      /HTTP_MAX_SOCKETS=5000: must be 0 \(derived\) or at least MAX_CONNECTIONS \(10000\)/,
+    );
+    expect(() => loadConfig({ HTTP_MAX_SOCKETS_PER_CLIENT: "100" })).toThrow(
+      /HTTP_MAX_SOCKETS_PER_CLIENT=100: must be 0 \(derived\) or at least MAX_CONNECTIONS_PER_CLIENT \(256\)/,
+    );
+    expect(loadConfig({ HTTP_MAX_SOCKETS: "10000" }).HTTP_MAX_SOCKETS).toBe(10_000);
+  });
+
+  it("refuses a headers timeout longer than the request timeout", () => {
+    expect(() =>
+      loadConfig({ HTTP_HEADERS_TIMEOUT_MS: "40000", HTTP_REQUEST_TIMEOUT_MS: "30000" }),
+    ).toThrow(/HTTP_HEADERS_TIMEOUT_MS=40000: must not exceed HTTP_REQUEST_TIMEOUT_MS \(30000\)/);
+  });
+});

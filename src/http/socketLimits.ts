@@ -1,0 +1,139 @@
+import { readFileSync } from "node:fs";
+import type { Server } from "node:http";
+import type { Socket } from "node:net";
+import type { Config } from "../config";
+import type { Metrics } from "../telemetry/metrics";
+
+/** The socket bounds of the public port in force, and what an operator should know about them. */
+export interface SocketBounds {
+  /** Open sockets in total. */
+  maxSockets: number;
+  /** Open sockets per remote address; undefined when not applied (TRUST_PROXY). */
+  maxPerClient: number | undefined;
+  /** Warnings worth a log line at start-up. */
+  warnings: string[];
+}
+
+/** Share of the open-file limit the public port may take; the rest is for the admin port,
+ * NATS and files, so a flood can never leave the probes without a descriptor. */
+const FD_SHARE = 0.9;
+
+/**
+ * Works out the public port's socket bounds from the settings and the process's open-file
+ * limit (`undefined` when unknown or unlimited). Pure.
+ *
+ * Every socket is a file descriptor. Without a bound, ~20,000 sockets that never finish their
+ * headers exhaust them, and then every new connection of the process is reset, the admin
+ * port's probes included, until the sockets time out: the kubelet restarts the pod.
+ */
+export function socketBounds(config: Config, openFiles: number | undefined): SocketBounds {
+  const warnings: string[] = [];
+  const fdBound = openFiles === undefined ? Infinity : Math.floor(openFiles * FD_SHARE);
+  let maxSockets = config.HTTP_MAX_SOCKETS;
+  if (maxSockets === 0) {
+    const headroom = Math.max(1_024, Math.ceil(config.MAX_CONNECTIONS / 4));
+    maxSockets = Math.min(config.MAX_CONNECTIONS + headroom, fdBound);
+    if (maxSockets < config.MAX_CONNECTIONS)
+      warnings.push(
+        `the open-file limit (${openFiles}) allows ${maxSockets} sockets on the public port, ` +
+          `fewer than MAX_CONNECTIONS (${config.MAX_CONNECTIONS}): raise the limit (ulimit -n)`,
+      );
+  } else if (maxSockets > fdBound) {
+    warnings.push(
+      `HTTP_MAX_SOCKETS=${maxSockets} is above ${FD_SHARE * 100} % of the open-file limit ` +
+        `(${openFiles}): a flood can exhaust file descriptors and fail the probes`,
+    );
+  }
+  const maxPerClient = config.TRUST_PROXY
+    ? undefined
+    : config.HTTP_MAX_SOCKETS_PER_CLIENT ||
+      // Room for the client's streams, and as many again (at least 64) for requests it makes
+      // meanwhile: shed and refused ones, kept-alive connections.
+      config.MAX_CONNECTIONS_PER_CLIENT + Math.max(config.MAX_CONNECTIONS_PER_CLIENT, 64);
+  return { maxSockets, maxPerClient, warnings };
+}
+
+/** The soft limit on open files of this process (Linux), or undefined when unknown or unlimited. */
+export function openFileLimit(path = "/proc/self/limits"): number | undefined {
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(readFileSync(path, "utf8"));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+// Per socket: the address it counts against (read at accept: the peer may be gone at close),
+// and its limits, so one close listener serves all sockets without a closure per socket.
+const ADDRESS = Symbol("address");
+const LIMITS = Symbol("limits");
+type Counted = Socket & { [ADDRESS]?: string; [LIMITS]?: SocketLimits };
+function onSocketClose(this: Counted): void {
+  this[LIMITS]?.closed(this);
+}
+
+/**
+ * Holds the public port's open sockets within their bounds. Past the total, Node closes new
+ * sockets before it builds anything for them (`server.maxConnections`); past the per-address
+ * bound they are reset at once. Neither reads a byte or writes an answer: under a flood that is
+ * the cheapest move, and a browser's `EventSource` retries a network error by itself, whereas
+ * any non-200 status would make it give up for good (DESIGN invariant 7).
+ */
+export class SocketLimits {
+  /** Open sockets of the public port, for the flush at shutdown. */
+  readonly open = new Set<Socket>();
+  private readonly perAddress = new Map<string, number>();
+
+  constructor(
+    server: Server,
+    private readonly bounds: SocketBounds,
+    private readonly metrics: Metrics,
+  ) {
+    server.maxConnections = bounds.maxSockets;
+    metrics.httpSocketsMax.set(bounds.maxSockets);
+    server.on("drop", () => metrics.httpSocketsRefused.inc({ reason: "total" }));
+    server.on("connection", (socket: Counted) => {
+      const max = this.bounds.maxPerClient;
+      if (max !== undefined) {
+        const address = socket.remoteAddress ?? "unknown";
+        const n = this.perAddress.get(address) ?? 0;
+        if (n >= max) {
+          this.metrics.httpSocketsRefused.inc({ reason: "per_client" });
+          socket.resetAndDestroy();
+          return;
+        }
+        this.perAddress.set(address, n + 1);
+        socket[ADDRESS] = address;
+      }
+      this.open.add(socket);
+      this.metrics.httpSockets.inc();
+      socket[LIMITS] = this;
+      socket.on("close", onSocketClose); // `once` would wrap it in a closure per socket
+    });
+  }
+
+  /**
+   * Resolves once every open socket has handed what it buffered to the kernel (so a `retry:`
+   * written just before reaches the client even if the process exits next), or after
+   * `timeoutMs`, whichever comes first. For shutdown only: it polls.
+   */
+  async flushed(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const pending = () => {
+      for (const s of this.open) if (!s.destroyed && s.writableLength > 0) return true;
+      return false;
+    };
+    while (pending() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  }
+
+  /** A counted socket closed: its place is free again. */
+  closed(socket: Counted): void {
+    if (!this.open.delete(socket)) return;
+    this.metrics.httpSockets.dec();
+    const address = socket[ADDRESS];
+    if (address === undefined) return;
+    const left = (this.perAddress.get(address) ?? 1) - 1;
+    if (left <= 0) this.perAddress.delete(address);
+    else this.perAddress.set(address, left);
+  }
+}
