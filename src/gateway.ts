@@ -105,6 +105,11 @@ export async function startGateway(
         metrics.replaysActive.set(a);
         metrics.replaysQueued.set(q);
       },
+      {
+        maxPerClient: config.REPLAY_MAX_PER_CLIENT,
+        stallMs: config.REPLAY_STALL_TIMEOUT_MS,
+        onClientLimited: () => metrics.replaysClientLimited.inc(),
+      },
     );
     deps.nats = { broker: b, resolver, feeds, limiter };
   });

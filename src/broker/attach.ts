@@ -21,6 +21,8 @@ export interface AttachDeps {
   metrics: Metrics;
   eventHeader: string;
   replayBatch: number;
+  /** The client's address: its replays count against REPLAY_MAX_PER_CLIENT. */
+  client?: string;
 }
 
 /**
@@ -134,6 +136,13 @@ async function fromWindow(session: Session, feed: Feed, cursor: number): Promise
  * window covers where the session is: the rest comes from memory, so JetStream sends each
  * session only what the window no longer holds. If the window moved on meanwhile (a burst
  * evicted it), another replay picks up from there; rounds are bounded.
+ *
+ * A replay whose client's socket has not drained for REPLAY_STALL_TIMEOUT_MS gives its slot
+ * back (its consumer is deleted) and the catch-up pauses, holding no slot, until the socket
+ * drains; then it queues again and continues after the last event delivered. The connection
+ * stays open, so a client that was only slow for a while loses nothing and need not reconnect,
+ * and one that never reads holds no slot; heartbeats and the SESSION_MAX_BUFFER_BYTES bound
+ * (live events held for it) keep applying while it is paused.
  */
 async function replayThenLive(
   session: Session,
@@ -145,34 +154,56 @@ async function replayThenLive(
   // After a replay from a time that found nothing, lastSeq (0) is no position: the window
   // must not be read from it (it would send what came before that time).
   let positioned = "afterSeq" in from;
-  for (let round = 1; ; round++) {
+  // Rounds are bounded by the constant. Pauses are not counted as rounds: each needs the
+  // client to drain its socket first, and each following replay starts after what it was sent.
+  for (let round = 1; ;) {
     // The last allowed round replays to the stream's end whatever the window does.
     const last = round === MAX_REPLAY_ROUNDS;
-    const release = await deps.limiter.acquire(session);
+    const release = await deps.limiter.acquire(session, deps.client);
     let reachedWindow = false;
+    let stalled: boolean;
     try {
       if (session.closed) return;
-      const n = await replay(deps.js, session, {
+      const r = await replay(deps.js, session, {
         stream: feed.stream,
         filters: feed.filters,
         from: next,
         eventHeader: deps.eventHeader,
         batch: deps.replayBatch,
         until: last ? undefined : () => (reachedWindow = feed.window.covers(session.lastSeq ?? 0)),
+        stallMs: deps.limiter.stallMs,
       });
-      deps.metrics.replayedEvents.inc(n);
-      deps.metrics.eventsSent.inc({ path: "replay" }, n);
-      positioned ||= n > 0;
+      deps.metrics.replayedEvents.inc(r.delivered);
+      deps.metrics.eventsSent.inc({ path: "replay" }, r.delivered);
+      positioned ||= r.delivered > 0;
+      stalled = r.stalled;
     } finally {
       release();
     }
     if (session.closed) return;
+    if (stalled) await pause(session, deps.metrics);
+    if (session.closed) return;
     if (positioned && (await fromWindow(session, feed, session.lastSeq ?? 0))) return;
-    // Replayed to the end of the stream: everything newer is held live for the session.
-    if (!reachedWindow) break;
-    next = { afterSeq: session.lastSeq ?? 0 };
+    if (!stalled) {
+      // Replayed to the end of the stream: everything newer is held live for the session.
+      if (!reachedWindow) break;
+      round++;
+    }
+    // Unpositioned (a time replay that delivered nothing yet): start from that time again.
+    if (positioned) next = { afterSeq: session.lastSeq ?? 0 };
   }
   session.goLive();
+}
+
+/** Waits, holding no replay slot, until a stalled session's socket drains (or it closes). */
+async function pause(session: Session, metrics: Metrics): Promise<void> {
+  metrics.replaysStalled.inc();
+  metrics.replaysPaused.inc();
+  try {
+    await session.writable();
+  } finally {
+    metrics.replaysPaused.dec();
+  }
 }
 
 /** Replays one session may need before it goes live; each ends at the window or the stream's end. */

@@ -19,6 +19,22 @@ export interface ReplayOptions {
   batch: number;
   /** Checked after each message: true ends the replay early (the rest is in memory). */
   until?: () => boolean;
+  /**
+   * Longest wait for the client's socket to drain, in ms (REPLAY_STALL_TIMEOUT_MS): past it
+   * the replay ends early, `stalled`, so its caller can give the slot back. Default: no limit.
+   */
+  stallMs?: number;
+}
+
+/** How a replay ended. */
+export interface ReplayResult {
+  /** Events delivered. */
+  delivered: number;
+  /**
+   * True when it ended because the client's socket had not drained for `stallMs`: the session
+   * is positioned after its last delivered event, and a later replay continues from there.
+   */
+  stalled: boolean;
 }
 
 /**
@@ -27,15 +43,15 @@ export interface ReplayOptions {
  * live frames from its feed, so what the replay does not cover follows without a gap.
  *
  * Replay respects the socket: when the session's buffer fills, reading pauses until it drains,
- * so a deep replay costs a bounded amount of memory whatever its length.
- *
- * @returns the number of events delivered.
+ * so a deep replay costs a bounded amount of memory whatever its length; and when it has not
+ * drained for `stallMs`, the replay ends (`stalled`), so a client that stopped reading does
+ * not keep a replay slot and a consumer.
  */
 export async function replay(
   js: JetStreamClient,
   session: Session,
   opts: ReplayOptions,
-): Promise<number> {
+): Promise<ReplayResult> {
   const start =
     "afterSeq" in opts.from
       ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: opts.from.afterSeq + 1 }
@@ -47,9 +63,10 @@ export async function replay(
     inactive_threshold: 30_000,
   });
   let delivered = 0;
+  let stalled = false;
   try {
     const info = await consumer.info(true);
-    if (info.num_pending === 0 || session.closed) return 0;
+    if (info.num_pending === 0 || session.closed) return { delivered, stalled };
     const messages = await consumer.consume({ max_messages: opts.batch });
     const unhook = session.whenClosed(() => void messages.close().catch(() => undefined));
     // The end is the message that reports nothing pending. If the stream's limits remove the
@@ -75,8 +92,14 @@ export async function replay(
         if (m.info.pending === 0 || session.closed || opts.until?.()) break;
         if (session.congested) {
           waitingForSocket = true;
-          await session.writable();
+          const drained = await session.writable(opts.stallMs);
           waitingForSocket = false;
+          if (!drained) {
+            // What the consumer sent beyond the last delivered event is dropped with it; the
+            // next replay starts after that event.
+            stalled = true;
+            break;
+          }
         }
         if (session.closed) break;
       }
@@ -88,5 +111,5 @@ export async function replay(
   } finally {
     await consumer.delete().catch(() => undefined);
   }
-  return delivered;
+  return { delivered, stalled };
 }

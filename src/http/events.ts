@@ -159,6 +159,7 @@ async function handle(
       metrics,
       eventHeader: config.EVENT_TYPE_HEADER,
       replayBatch: config.REPLAY_BATCH,
+      client,
     });
   } catch (err) {
     if (session.closed) return;
