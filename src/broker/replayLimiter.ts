@@ -1,3 +1,4 @@
+import { ApiLimiter } from "./apiLimiter";
 import { Limiter, type Closable } from "./limiter";
 
 export type { Closable } from "./limiter";
@@ -23,6 +24,8 @@ export interface ReplayLimiterOptions {
    * in ms (REPLAY_STALL_TIMEOUT_MS, default 5000). Default here: as long as it takes.
    */
   stallMs?: number;
+  /** The pod's JetStream API limiter, for the calls replays and cursor checks make. */
+  api?: ApiLimiter;
   /** Called when a replay has to wait because its client address holds its share of slots. */
   onClientLimited?: () => void;
 }
@@ -34,17 +37,20 @@ export interface ReplayLimiterOptions {
  * A slot is never held by a client that does not read: a replay whose socket stays full for
  * `stallMs` gives its slot back (see attach.ts), and one client address holds at most
  * `maxPerClient` slots, so clients that stop reading cannot starve everyone else's resumes.
+ * The request path reaches the pod's JetStream API limiter through here too (`api`).
  */
 export class ReplayLimiter {
   /** A replay waiting this long for its socket gives its slot back, in ms. */
   readonly stallMs: number | undefined;
+  /** The pod's JetStream API limiter (unbounded unless one is given). */
+  readonly api: ApiLimiter;
   private readonly slots: Limiter;
 
   /**
    * @param maxConcurrent replays running at once (REPLAY_MAX_CONCURRENT).
    * @param maxQueued replays allowed to wait (REPLAY_MAX_QUEUED).
    * @param onChange reports (active, queued) after every change, for metrics.
-   * @param opts the per-client bound and the stall timeout.
+   * @param opts the per-client bound, the stall timeout and the API limiter.
    */
   constructor(
     maxConcurrent: number,
@@ -53,6 +59,7 @@ export class ReplayLimiter {
     opts: ReplayLimiterOptions = {},
   ) {
     this.stallMs = opts.stallMs;
+    this.api = opts.api ?? new ApiLimiter(Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
     this.slots = new Limiter({
       maxConcurrent,
       maxQueued,

@@ -107,8 +107,9 @@ describe("ReplayLimiter per client address", () => {
     expect(l.running).toBe(0);
   });
 
-  it("carries the stall timeout", () => {
+  it("carries the pod's API limiter and the stall timeout", () => {
     const l = new ReplayLimiter(1, 1, undefined, { stallMs: 250 });
     expect(l.stallMs).toBe(250);
+    expect(l.api.running).toBe(0);
   });
 });
