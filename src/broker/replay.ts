@@ -1,5 +1,6 @@
 import { DeliverPolicy, type JetStreamClient } from "@nats-io/jetstream";
 import type { Session } from "../sse/session";
+import { unlimited, type ApiCall } from "./apiLimiter";
 import { frameOf } from "./frames";
 
 /** How often an idle replay checks whether its consumer still has anything pending, in ms. */
@@ -24,6 +25,8 @@ export interface ReplayOptions {
    * the replay ends early, `stalled`, so its caller can give the slot back. Default: no limit.
    */
   stallMs?: number;
+  /** Runs each JetStream API call (the pod's API limiter). Default: calls at once. */
+  api?: ApiCall;
 }
 
 /** How a replay ended. */
@@ -52,20 +55,24 @@ export async function replay(
   session: Session,
   opts: ReplayOptions,
 ): Promise<ReplayResult> {
+  const api = opts.api ?? unlimited;
   const start =
     "afterSeq" in opts.from
       ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: opts.from.afterSeq + 1 }
       : { deliver_policy: DeliverPolicy.StartTime, opt_start_time: opts.from.time.toISOString() };
-  const consumer = await js.consumers.get(opts.stream, {
-    filter_subjects: [...opts.filters],
-    ...start,
-    // If this pod dies mid-replay, the server removes the consumer on its own.
-    inactive_threshold: 30_000,
-  });
+  // Two API calls (stream info, consumer create), made one after the other under one slot.
+  const consumer = await api(() =>
+    js.consumers.get(opts.stream, {
+      filter_subjects: [...opts.filters],
+      ...start,
+      // If this pod dies mid-replay, the server removes the consumer on its own.
+      inactive_threshold: 30_000,
+    }),
+  );
   let delivered = 0;
   let stalled = false;
   try {
-    const info = await consumer.info(true);
+    const info = await consumer.info(true); // what the create answered: no API call
     if (info.num_pending === 0 || session.closed) return { delivered, stalled };
     const messages = await consumer.consume({ max_messages: opts.batch });
     const unhook = session.whenClosed(() => void messages.close().catch(() => undefined));
@@ -77,8 +84,7 @@ export async function replay(
     let waitingForSocket = false;
     const watchdog = setInterval(() => {
       if (waitingForSocket || ++idle < 2) return;
-      consumer
-        .info()
+      api(() => consumer.info())
         .then((ci) => {
           const handled = ci.delivered.stream_seq <= (session.lastSeq ?? 0);
           if (ci.num_pending === 0 && handled && idle >= 2) void messages.close();
@@ -109,7 +115,7 @@ export async function replay(
       await messages.close().catch(() => undefined);
     }
   } finally {
-    await consumer.delete().catch(() => undefined);
+    await api(() => consumer.delete(), { cleanup: true }).catch(() => undefined);
   }
   return { delivered, stalled };
 }

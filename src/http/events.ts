@@ -160,6 +160,7 @@ async function handle(
       eventHeader: config.EVENT_TYPE_HEADER,
       replayBatch: config.REPLAY_BATCH,
       client,
+      shedRetryMs: config.SHED_RETRY_MS,
     });
   } catch (err) {
     if (session.closed) return;

@@ -22,7 +22,8 @@ export type CloseReason =
   | "drain" // the pod is shutting down
   | "feed-ended" // the stream went away under the feed
   | "replay-failed" // the replay consumer failed; the client resumes elsewhere
-  | "replay-queue-full"; // too many replays waiting
+  | "replay-queue-full" // too many replays waiting
+  | "api-queue-full"; // too many JetStream API calls waiting (JETSTREAM_API_MAX_QUEUED)
 
 /** Options for {@link Session}; one object is shared by all the sessions of a route. */
 export interface SessionOptions {

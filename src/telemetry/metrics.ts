@@ -100,6 +100,21 @@ export function createMetrics(registry = new Registry(), withDefaults = true) {
       help: "Replays that had to wait because their client address held REPLAY_MAX_PER_CLIENT slots",
       registers: r,
     }),
+    jetstreamApiActive: new Gauge({
+      name: "sse_jetstream_api_active",
+      help: "JetStream API calls caused by client requests in flight now (JETSTREAM_API_MAX_CONCURRENT)",
+      registers: r,
+    }),
+    jetstreamApiQueued: new Gauge({
+      name: "sse_jetstream_api_queued",
+      help: "JetStream API calls caused by client requests waiting for a slot (JETSTREAM_API_MAX_QUEUED)",
+      registers: r,
+    }),
+    jetstreamApiRefused: new Counter({
+      name: "sse_jetstream_api_refused_total",
+      help: "JetStream API calls refused because JETSTREAM_API_MAX_QUEUED were waiting",
+      registers: r,
+    }),
     replayedEvents: new Counter({
       name: "sse_replayed_events_total",
       help: "Events delivered by replay consumers",
