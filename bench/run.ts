@@ -68,6 +68,8 @@ async function startKind(
         LOG_LEVEL: "warn",
         MAX_CONNECTIONS: "50000",
         MAX_CONNECTIONS_PER_CLIENT: "50000",
+        // Every load client comes from 127.0.0.1: they stand for distinct browsers.
+        REPLAY_MAX_PER_CLIENT: "50000",
         HEARTBEAT_MS: "3600000",
         DRAIN_WINDOW_MS: "0",
         ...extra,

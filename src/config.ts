@@ -102,6 +102,18 @@ const schema = z.object({
   REPLAY_MAX_CONCURRENT: int(64, 1, 100_000),
   REPLAY_MAX_QUEUED: int(10_000, 0, 1_000_000),
   REPLAY_BATCH: int(256, 1, 10_000),
+  // A replay whose client's socket has not drained for this long gives its slot back and waits
+  // for the socket holding none, in ms; default 5000 (5 s).
+  REPLAY_STALL_TIMEOUT_MS: int(5_000, 100, 3_600_000),
+  // Replay slots one client address may hold at once; its further replays wait, in replays;
+  // default 8.
+  REPLAY_MAX_PER_CLIENT: int(8, 1, 100_000),
+  // JetStream API calls that client requests cause (cursor checks, replay consumers, `?last=`
+  // probes) in flight at once per instance, in calls; default 32.
+  JETSTREAM_API_MAX_CONCURRENT: int(32, 1, 10_000),
+  // Requests waiting for their first such call; past it the request is shed with a retry hint
+  // (later calls of a started request are never refused), in calls; default 10000.
+  JETSTREAM_API_MAX_QUEUED: int(10_000, 0, 1_000_000),
   WINDOW_MESSAGES: int(10_000, 0, 1_000_000),
   WINDOW_BYTES: int(8_388_608, 0, 1_073_741_824),
   WINDOW_TOTAL_BYTES: int(268_435_456, 0, 68_719_476_736),

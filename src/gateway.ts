@@ -1,5 +1,6 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { ApiLimiter } from "./broker/apiLimiter";
 import { connectBroker, type Broker } from "./broker/connection";
 import { FeedRegistry } from "./broker/feeds";
 import { ReplayLimiter } from "./broker/replayLimiter";
@@ -113,6 +114,20 @@ export async function startGateway(
       (a, q) => {
         metrics.replaysActive.set(a);
         metrics.replaysQueued.set(q);
+      },
+      {
+        maxPerClient: config.REPLAY_MAX_PER_CLIENT,
+        stallMs: config.REPLAY_STALL_TIMEOUT_MS,
+        onClientLimited: () => metrics.replaysClientLimited.inc(),
+        api: new ApiLimiter(
+          config.JETSTREAM_API_MAX_CONCURRENT,
+          config.JETSTREAM_API_MAX_QUEUED,
+          (a, q) => {
+            metrics.jetstreamApiActive.set(a);
+            metrics.jetstreamApiQueued.set(q);
+          },
+          () => metrics.jetstreamApiRefused.inc(),
+        ),
       },
     );
     deps.nats = { broker: b, resolver, feeds, limiter };

@@ -1,17 +1,21 @@
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { StartPosition } from "../sse/cursor";
-import { encodeNotice } from "../sse/encoder";
+import { encodeComment, encodeNotice } from "../sse/encoder";
 import type { Session } from "../sse/session";
+import { jitter } from "../sse/sessionRegistry";
 import type { Metrics } from "../telemetry/metrics";
+import { ApiQueueFullError, type ApiCall } from "./apiLimiter";
 import type { Feed } from "./feed";
 import { cursorForLast } from "./lastN";
 import { replay, type ReplayFrom } from "./replay";
 import type { ReplayLimiter } from "./replayLimiter";
-import type { StreamResolver } from "./streams";
+import type { StreamResolver, StreamState } from "./streams";
 
 /** The SSE event types of the gateway's notices (documented in the README). */
 export const GAP_EVENT = "gateway.gap";
 export const RESET_EVENT = "gateway.reset";
+
+const API_QUEUE_FULL = encodeComment("api-queue-full");
 
 export interface AttachDeps {
   js: JetStreamClient;
@@ -21,6 +25,10 @@ export interface AttachDeps {
   metrics: Metrics;
   eventHeader: string;
   replayBatch: number;
+  /** The client's address: its replays count against REPLAY_MAX_PER_CLIENT. */
+  client?: string;
+  /** `retry:` base for a session shed because JetStream calls are queued too deep (SHED_RETRY_MS). */
+  shedRetryMs?: number;
 }
 
 /**
@@ -31,6 +39,10 @@ export interface AttachDeps {
  * Catch-up comes from the feed's recent window when it covers the cursor (no JetStream call),
  * otherwise from a replay consumer. Rejects if the replay cannot run; the caller closes the
  * session with a retry hint and the client resumes from its last event.
+ *
+ * Every JetStream API call made here goes through the pod's API limiter; when its queue is
+ * full the session is closed here ("api-queue-full") with a jittered `retry:`, the answer the
+ * README documents for a busy pod, and the browser comes back by itself.
  */
 export async function attach(
   session: Session,
@@ -38,6 +50,23 @@ export async function attach(
   start: StartPosition,
   deps: AttachDeps,
 ): Promise<void> {
+  try {
+    await catchUp(session, feed, start, deps);
+  } catch (err) {
+    if (!(err instanceof ApiQueueFullError)) throw err;
+    // The shed answer, on a stream that has started: a comment naming the reason, `retry:`, end.
+    session.control(API_QUEUE_FULL);
+    session.close("api-queue-full", jitter(deps.shedRetryMs ?? 5_000));
+  }
+}
+
+async function catchUp(
+  session: Session,
+  feed: Feed,
+  start: StartPosition,
+  deps: AttachDeps,
+): Promise<void> {
+  const api = deps.limiter.api.for(session);
   switch (start.kind) {
     case "new":
       session.lastSeq = feed.newFrom;
@@ -45,21 +74,23 @@ export async function attach(
       return;
     case "since":
       session.lastSeq = 0;
-      await replayThenLive(session, feed, { time: start.time }, deps);
+      await replayThenLive(session, feed, { time: start.time }, deps, api);
       return;
     case "from":
-      await resume(session, feed, start.seq - 1, deps);
+      await resume(session, feed, start.seq - 1, deps, api);
       return;
     case "after":
-      await resume(session, feed, start.seq, deps);
+      await resume(session, feed, start.seq, deps, api);
       return;
     case "last": {
       let cursor = feed.window.cursorForLast(start.count);
+      let state: StreamState | undefined;
       if (cursor === undefined) {
-        const state = await deps.resolver.state(feed.stream);
-        cursor = await cursorForLast(deps.jsm, feed.stream, feed.filters, start.count, state);
+        state = await api(() => deps.resolver.state(feed.stream));
+        cursor = await cursorForLast(deps.jsm, feed.stream, feed.filters, start.count, state, api);
       }
-      await resume(session, feed, cursor, deps);
+      // The cursor lies within `state`, so the stream need not be asked again.
+      await resume(session, feed, cursor, deps, api, state);
       return;
     }
   }
@@ -70,11 +101,13 @@ async function resume(
   feed: Feed,
   cursor: number,
   deps: AttachDeps,
+  api: ApiCall,
+  known?: StreamState,
 ): Promise<void> {
   // Everything the feed sees after this point reaches the session (it joined the feed first).
   const seen = feed.lastSeq;
   if (await fromWindow(session, feed, cursor)) return;
-  const state = await deps.resolver.state(feed.stream);
+  const state = known ?? (await api(() => deps.resolver.state(feed.stream)));
   let after = cursor;
   if (cursor > state.last) {
     // The stream holds less than the client has seen: it was recreated or purged. Move the
@@ -105,7 +138,7 @@ async function resume(
     session.lastSeq = cursor;
   }
   if (await fromWindow(session, feed, after)) return;
-  await replayThenLive(session, feed, { afterSeq: after }, deps);
+  await replayThenLive(session, feed, { afterSeq: after }, deps, api);
 }
 
 /**
@@ -134,45 +167,76 @@ async function fromWindow(session: Session, feed: Feed, cursor: number): Promise
  * window covers where the session is: the rest comes from memory, so JetStream sends each
  * session only what the window no longer holds. If the window moved on meanwhile (a burst
  * evicted it), another replay picks up from there; rounds are bounded.
+ *
+ * A replay whose client's socket has not drained for REPLAY_STALL_TIMEOUT_MS gives its slot
+ * back (its consumer is deleted) and the catch-up pauses, holding no slot, until the socket
+ * drains; then it queues again and continues after the last event delivered. The connection
+ * stays open, so a client that was only slow for a while loses nothing and need not reconnect,
+ * and one that never reads holds no slot; heartbeats and the SESSION_MAX_BUFFER_BYTES bound
+ * (live events held for it) keep applying while it is paused.
  */
 async function replayThenLive(
   session: Session,
   feed: Feed,
   from: ReplayFrom,
   deps: AttachDeps,
+  api: ApiCall,
 ): Promise<void> {
   let next = from;
   // After a replay from a time that found nothing, lastSeq (0) is no position: the window
   // must not be read from it (it would send what came before that time).
   let positioned = "afterSeq" in from;
-  for (let round = 1; ; round++) {
+  // Rounds are bounded by the constant. Pauses are not counted as rounds: each needs the
+  // client to drain its socket first, and each following replay starts after what it was sent.
+  for (let round = 1; ;) {
     // The last allowed round replays to the stream's end whatever the window does.
     const last = round === MAX_REPLAY_ROUNDS;
-    const release = await deps.limiter.acquire(session);
+    const release = await deps.limiter.acquire(session, deps.client);
     let reachedWindow = false;
+    let stalled: boolean;
     try {
       if (session.closed) return;
-      const n = await replay(deps.js, session, {
+      const r = await replay(deps.js, session, {
         stream: feed.stream,
         filters: feed.filters,
         from: next,
         eventHeader: deps.eventHeader,
         batch: deps.replayBatch,
         until: last ? undefined : () => (reachedWindow = feed.window.covers(session.lastSeq ?? 0)),
+        stallMs: deps.limiter.stallMs,
+        api,
       });
-      deps.metrics.replayedEvents.inc(n);
-      deps.metrics.eventsSent.inc({ path: "replay" }, n);
-      positioned ||= n > 0;
+      deps.metrics.replayedEvents.inc(r.delivered);
+      deps.metrics.eventsSent.inc({ path: "replay" }, r.delivered);
+      positioned ||= r.delivered > 0;
+      stalled = r.stalled;
     } finally {
       release();
     }
     if (session.closed) return;
+    if (stalled) await pause(session, deps.metrics);
+    if (session.closed) return;
     if (positioned && (await fromWindow(session, feed, session.lastSeq ?? 0))) return;
-    // Replayed to the end of the stream: everything newer is held live for the session.
-    if (!reachedWindow) break;
-    next = { afterSeq: session.lastSeq ?? 0 };
+    if (!stalled) {
+      // Replayed to the end of the stream: everything newer is held live for the session.
+      if (!reachedWindow) break;
+      round++;
+    }
+    // Unpositioned (a time replay that delivered nothing yet): start from that time again.
+    if (positioned) next = { afterSeq: session.lastSeq ?? 0 };
   }
   session.goLive();
+}
+
+/** Waits, holding no replay slot, until a stalled session's socket drains (or it closes). */
+async function pause(session: Session, metrics: Metrics): Promise<void> {
+  metrics.replaysStalled.inc();
+  metrics.replaysPaused.inc();
+  try {
+    await session.writable();
+  } finally {
+    metrics.replaysPaused.dec();
+  }
 }
 
 /** Replays one session may need before it goes live; each ends at the window or the stream's end. */

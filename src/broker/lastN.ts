@@ -1,5 +1,6 @@
 import { AckPolicy, DeliverPolicy, type JetStreamManager } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
+import { unlimited, type ApiCall } from "./apiLimiter";
 import type { StreamState } from "./streams";
 
 /**
@@ -9,6 +10,9 @@ import type { StreamState } from "./streams";
  * sequence s reports how many matching messages are pending from s. That count falls by at
  * most one per sequence, so we search for an s where it equals `count`: first just behind the
  * end (one probe when the filter matches densely), widening exponentially, then by bisection.
+ *
+ * Each probe is a JetStream API call (and a deletion), made through `api`: a request's probes
+ * count against the pod's API limiter like every other call a client can cause.
  */
 export async function cursorForLast(
   jsm: JetStreamManager,
@@ -16,19 +20,23 @@ export async function cursorForLast(
   filters: readonly string[],
   count: number,
   state: StreamState,
+  api: ApiCall = unlimited,
 ): Promise<number> {
   const first = Math.max(1, state.first);
   const pendingFrom = async (seq: number): Promise<number> => {
-    const ci = await jsm.consumers.add(stream, {
-      filter_subjects: [...filters],
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: seq,
-      ack_policy: AckPolicy.None,
-      mem_storage: true,
-      num_replicas: 1,
-      inactive_threshold: nanos(10_000),
-    });
-    void jsm.consumers.delete(stream, ci.name).catch(() => undefined);
+    const ci = await api(() =>
+      jsm.consumers.add(stream, {
+        filter_subjects: [...filters],
+        deliver_policy: DeliverPolicy.StartSequence,
+        opt_start_seq: seq,
+        ack_policy: AckPolicy.None,
+        mem_storage: true,
+        num_replicas: 1,
+        inactive_threshold: nanos(10_000),
+      }),
+    );
+    // Not awaited: the search goes on while the probe is removed.
+    void api(() => jsm.consumers.delete(stream, ci.name), { cleanup: true }).catch(() => undefined);
     return ci.num_pending;
   };
   if (state.last < first) return first - 1;

@@ -1,3 +1,8 @@
+import { ApiLimiter } from "./apiLimiter";
+import { Limiter, type Closable } from "./limiter";
+
+export type { Closable } from "./limiter";
+
 /** Thrown when the replay queue is full: the session is shed with a retry hint. */
 export class ReplayQueueFullError extends Error {
   override readonly name = "ReplayQueueFullError";
@@ -6,82 +11,79 @@ export class ReplayQueueFullError extends Error {
   }
 }
 
-/** Anything that can tell when it closes (a Session). */
-export interface Closable {
-  whenClosed(fn: () => void): () => void;
+/** Optional bounds of a {@link ReplayLimiter}; see the README for each variable. */
+export interface ReplayLimiterOptions {
+  /**
+   * Replay slots one client address may hold at once (REPLAY_MAX_PER_CLIENT, default 8). Its
+   * further replays wait, and the slots they cannot take go to other addresses' replays.
+   * Default here: no bound beyond `maxConcurrent`.
+   */
+  maxPerClient?: number;
+  /**
+   * How long a replay may wait for its client's socket to drain before it gives its slot back,
+   * in ms (REPLAY_STALL_TIMEOUT_MS, default 5000). Default here: as long as it takes.
+   */
+  stallMs?: number;
+  /** The pod's JetStream API limiter, for the calls replays and cursor checks make. */
+  api?: ApiLimiter;
+  /** Called when a replay has to wait because its client address holds its share of slots. */
+  onClientLimited?: () => void;
 }
 
 /**
  * Bounds how many replay consumers run at once, so a reconnect storm queues replays instead
  * of opening thousands of consumers on NATS together (invariant 2). FIFO, and bounded too.
+ *
+ * A slot is never held by a client that does not read: a replay whose socket stays full for
+ * `stallMs` gives its slot back (see attach.ts), and one client address holds at most
+ * `maxPerClient` slots, so clients that stop reading cannot starve everyone else's resumes.
+ * The request path reaches the pod's JetStream API limiter through here too (`api`).
  */
 export class ReplayLimiter {
-  private active = 0;
-  private readonly waiting: Array<() => void> = [];
+  /** A replay waiting this long for its socket gives its slot back, in ms. */
+  readonly stallMs: number | undefined;
+  /** The pod's JetStream API limiter (unbounded unless one is given). */
+  readonly api: ApiLimiter;
+  private readonly slots: Limiter;
 
   /**
    * @param maxConcurrent replays running at once (REPLAY_MAX_CONCURRENT).
    * @param maxQueued replays allowed to wait (REPLAY_MAX_QUEUED).
    * @param onChange reports (active, queued) after every change, for metrics.
+   * @param opts the per-client bound, the stall timeout and the API limiter.
    */
   constructor(
-    private readonly maxConcurrent: number,
-    private readonly maxQueued: number,
-    private readonly onChange: (active: number, queued: number) => void = () => {},
-  ) {}
+    maxConcurrent: number,
+    maxQueued: number,
+    onChange: (active: number, queued: number) => void = () => {},
+    opts: ReplayLimiterOptions = {},
+  ) {
+    this.stallMs = opts.stallMs;
+    this.api = opts.api ?? new ApiLimiter(Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+    this.slots = new Limiter({
+      maxConcurrent,
+      maxQueued,
+      maxPerKey: opts.maxPerClient,
+      queueFull: () => new ReplayQueueFullError(),
+      onChange,
+      onKeyLimited: opts.onClientLimited,
+    });
+  }
 
   get running(): number {
-    return this.active;
+    return this.slots.running;
   }
 
   get queued(): number {
-    return this.waiting.length;
+    return this.slots.queued;
   }
 
   /**
    * Waits for a slot; the returned function gives it back (call it exactly once).
    * @param waiter when it closes while queued, its place is given up and the wait rejects.
+   * @param client the client address whose share of slots this one counts against.
    */
-  async acquire(waiter?: Closable): Promise<() => void> {
-    if (this.active < this.maxConcurrent) {
-      this.active++;
-      this.report();
-      return this.releaser();
-    }
-    if (this.waiting.length >= this.maxQueued) throw new ReplayQueueFullError();
-    await new Promise<void>((resolve, reject) => {
-      let unhook = () => {};
-      const grant = () => {
-        unhook();
-        resolve();
-      };
-      this.waiting.push(grant);
-      this.report();
-      unhook =
-        waiter?.whenClosed(() => {
-          const i = this.waiting.indexOf(grant);
-          if (i >= 0) this.waiting.splice(i, 1);
-          this.report();
-          reject(new Error("closed while waiting for a replay slot"));
-        }) ?? unhook;
-    });
-    return this.releaser();
-  }
-
-  private releaser(): () => void {
-    let done = false;
-    return () => {
-      if (done) return;
-      done = true;
-      const next = this.waiting.shift();
-      if (next)
-        next(); // the slot passes straight on; `active` stays the same
-      else this.active--;
-      this.report();
-    };
-  }
-
-  private report(): void {
-    this.onChange(this.active, this.waiting.length);
+  acquire(waiter?: Closable, client?: string): Promise<() => void> {
+    return this.slots.acquire(waiter, client);
   }
 }

@@ -174,6 +174,8 @@ async function handle(
       metrics,
       eventHeader: config.EVENT_TYPE_HEADER,
       replayBatch: config.REPLAY_BATCH,
+      client,
+      shedRetryMs: config.SHED_RETRY_MS,
     });
   } catch (err) {
     if (session.closed) return;

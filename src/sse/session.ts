@@ -22,7 +22,8 @@ export type CloseReason =
   | "drain" // the pod is shutting down
   | "feed-ended" // the stream went away under the feed
   | "replay-failed" // the replay consumer failed; the client resumes elsewhere
-  | "replay-queue-full"; // too many replays waiting
+  | "replay-queue-full" // too many replays waiting
+  | "api-queue-full"; // too many JetStream API calls waiting (JETSTREAM_API_MAX_QUEUED)
 
 /** Options for {@link Session}; one object is shared by all the sessions of a route. */
 export interface SessionOptions {
@@ -180,14 +181,33 @@ export class Session {
    * SESSION_MAX_BUFFER_BYTES, and writes made without leaving the microtask queue never reach
    * the socket at all, so a catch-up loop would pile up bytes until the session counted as slow.
    * Each write's callback (the socket took it) wakes the waiter to look again.
+   *
+   * @param timeoutMs give up after this long (a replay then gives its slot back); default never.
+   * @returns false if the socket was still congested after `timeoutMs`, true otherwise
+   *   (including when the session closed: the caller checks `closed`).
    */
-  async writable(): Promise<void> {
+  async writable(timeoutMs?: number): Promise<boolean> {
     this.flush();
-    while (!this.closed && this.congested) {
-      await new Promise<void>((resolve) => {
-        this.wake = resolve; // by the next write callback, or by close()
-      });
+    if (this.closed || !this.congested) return true;
+    let timedOut = false;
+    // One timer per wait, only on the catch-up path: live delivery never waits here.
+    const timer =
+      timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true;
+            this.wakeWaiter();
+          }, timeoutMs);
+    try {
+      while (!this.closed && this.congested && !timedOut) {
+        await new Promise<void>((resolve) => {
+          this.wake = resolve; // by the next write callback, by close(), or by the timer
+        });
+      }
+    } finally {
+      clearTimeout(timer);
     }
+    return this.closed || !this.congested;
   }
 
   /** True when a replay should wait for the socket before reading more. */

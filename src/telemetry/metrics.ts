@@ -85,6 +85,36 @@ export function createMetrics(registry = new Registry(), withDefaults = true) {
       help: "Replays waiting for a slot (REPLAY_MAX_CONCURRENT)",
       registers: r,
     }),
+    replaysStalled: new Counter({
+      name: "sse_replays_stalled_total",
+      help: "Replays that gave their slot back because the client's socket had not drained for REPLAY_STALL_TIMEOUT_MS",
+      registers: r,
+    }),
+    replaysPaused: new Gauge({
+      name: "sse_replays_paused",
+      help: "Catch-ups paused, holding no replay slot, until their client's socket drains",
+      registers: r,
+    }),
+    replaysClientLimited: new Counter({
+      name: "sse_replays_client_limited_total",
+      help: "Replays that had to wait because their client address held REPLAY_MAX_PER_CLIENT slots",
+      registers: r,
+    }),
+    jetstreamApiActive: new Gauge({
+      name: "sse_jetstream_api_active",
+      help: "JetStream API calls caused by client requests in flight now (JETSTREAM_API_MAX_CONCURRENT)",
+      registers: r,
+    }),
+    jetstreamApiQueued: new Gauge({
+      name: "sse_jetstream_api_queued",
+      help: "JetStream API calls caused by client requests waiting for a slot (JETSTREAM_API_MAX_QUEUED)",
+      registers: r,
+    }),
+    jetstreamApiRefused: new Counter({
+      name: "sse_jetstream_api_refused_total",
+      help: "JetStream API calls refused because JETSTREAM_API_MAX_QUEUED were waiting",
+      registers: r,
+    }),
     replayedEvents: new Counter({
       name: "sse_replayed_events_total",
       help: "Events delivered by replay consumers",
