@@ -79,7 +79,9 @@ export async function warmUp(js: JetStreamClient, opts: WarmUpOptions): Promise<
       if (time < 1_000) return { ...result, stopped: "timeout" };
       const batch = await consumer.fetch({
         max_bytes: left - WIRE_ALLOWANCE,
-        expires: Math.min(time, 30_000),
+        // Whole milliseconds: nats.js derives the heartbeat from it, and the server refuses
+        // a fractional duration.
+        expires: Math.floor(Math.min(time, 30_000)),
       });
       let received = 0;
       try {
