@@ -290,6 +290,7 @@ describe("settings from values", () => {
       eventTypeHeader: "X-Event",
       corsOrigins: "https://a.example",
       shutdownTimeoutMs: 30000,
+      feedWatchdogMs: 7000, // at least 3 heartbeats (3 × 2001)
     });
     const env = configData(render({ files: [writeValues({ config })] }));
     for (const [k, v] of Object.entries(config)) {
