@@ -238,10 +238,14 @@ describe("the feed watchdog", () => {
     expect(await restarts("behind")).toBeGreaterThan(before);
   });
 
-  it("watchdog - a quiet feed on a busy stream is left alone", async () => {
+  it.each([
+    ["one subject", (p: string) => `/events/${p}.quiet.a`],
+    ["a set of subjects", (p: string) => `/events?subject=${p}.quiet.a&subject=${p}.quiet.b`],
+    ["a wildcard", (p: string) => `/events/${p}.quiet.*`],
+  ])("watchdog - a quiet feed on %s on a busy stream is left alone", async (_label, path) => {
     const { stream, prefix } = unique("quiet");
     await js.addStream(stream, [`${prefix}.>`]);
-    const client = new SseRecorder(`${gw.url}/events/${prefix}.quiet`);
+    const client = new SseRecorder(`${gw.url}${path(prefix)}`);
     clients.push(client);
     await waitUntil(() => client.opens >= 1, "the client to open");
     const before = await restarts();
@@ -250,7 +254,7 @@ describe("the feed watchdog", () => {
       await js.publish(`${prefix}.busy`, `noise ${i}`);
       await sleep(50);
     }
-    const quiet = await js.publish(`${prefix}.quiet`, "at last");
+    const quiet = await js.publish(`${prefix}.quiet.a`, "at last");
     await waitUntil(() => messageIds(client.events).includes(quiet), "the quiet message");
     expect(messageIds(client.events)).toEqual([quiet]);
     expect(await restarts()).toBe(before);
