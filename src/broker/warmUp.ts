@@ -2,19 +2,25 @@ import { DeliverPolicy, type JetStreamClient, type JsMsg } from "@nats-io/jetstr
 import type { StreamSnapshot } from "./streamMonitor";
 
 /**
+ * What JetStream adds to a stored message on its way to a consumer, at most: the ack reply
+ * subject (stream and consumer names, five numbers), against the store's own overhead.
+ */
+const DELIVERY_OVERHEAD = 128;
+
+/**
  * Where a new feed starts reading history to fill its window, so that what it reads stays within
- * `budgetBytes`: the stream's last sequences whose stored bytes, at the stream's average message
- * size, make up three quarters of the budget (the rest absorbs a tail somewhat heavier than the
- * average). Matching messages are a subset of those sequences, so a filtered feed reads less.
- * Returns `last + 1` (read nothing) when the budget is 0 or the stream is empty.
+ * `budgetBytes`: the stream's last sequences whose delivered size, at the stream's average
+ * message size, makes up three quarters of the budget (the rest absorbs a tail somewhat heavier
+ * than the average). Matching messages are a subset of those sequences, so a filtered feed
+ * reads less. Returns `last + 1` (read nothing) when the budget is 0 or the stream is empty.
  */
 export function warmUpStart(snapshot: StreamSnapshot, budgetBytes: number): number {
   const first = Math.max(1, snapshot.first);
   const end = snapshot.last + 1;
   if (budgetBytes <= 0 || snapshot.last < first || snapshot.messages <= 0) return end;
-  if (snapshot.bytes <= (budgetBytes * 3) / 4) return first;
-  const average = snapshot.bytes / snapshot.messages;
-  const sequences = Math.floor((budgetBytes * 3) / 4 / average);
+  const perMessage = snapshot.bytes / snapshot.messages + DELIVERY_OVERHEAD;
+  const sequences = Math.floor((budgetBytes * 3) / 4 / perMessage);
+  if (sequences >= snapshot.messages) return first;
   return sequences <= 0 ? end : Math.max(first, end - sequences);
 }
 
@@ -46,11 +52,8 @@ export interface WarmUpOptions {
   cancelled: () => boolean;
 }
 
-/**
- * Over-counts each message by this many bytes for what JetStream adds to it on the wire (the
- * ack reply subject, about 100 characters), so the count stays above what the server sends.
- */
-const WIRE_ALLOWANCE = 160;
+/** Bytes never worth a pull: the budget is spent. */
+const MIN_PULL_BYTES = 256;
 
 /**
  * Reads a feed's history through a temporary ordered consumer with pulls bounded in bytes: each
@@ -75,10 +78,10 @@ export async function warmUp(js: JetStreamClient, opts: WarmUpOptions): Promise<
       const left = opts.budgetBytes - result.bytes;
       const time = deadline - performance.now();
       if (opts.cancelled()) return result;
-      if (left <= WIRE_ALLOWANCE) return { ...result, stopped: "budget" };
+      if (left < MIN_PULL_BYTES) return { ...result, stopped: "budget" };
       if (time < 1_000) return { ...result, stopped: "timeout" };
       const batch = await consumer.fetch({
-        max_bytes: left - WIRE_ALLOWANCE,
+        max_bytes: left,
         // Whole milliseconds: nats.js derives the heartbeat from it, and the server refuses
         // a fractional duration.
         expires: Math.floor(Math.min(time, 30_000)),
@@ -93,9 +96,12 @@ export async function warmUp(js: JetStreamClient, opts: WarmUpOptions): Promise<
           if (m.seq >= opts.until || m.info.pending === 0) return { ...result, complete: true };
         }
       } catch (err) {
-        // JetStream ends a pull whose next message is larger than its max_bytes with a 409.
-        const overBudget = /max_?bytes/i.test((err as Error).message);
-        return { ...result, stopped: overBudget ? "budget" : "error" };
+        // JetStream ends a pull with a 409 status when its batch is complete (nats.js turns it
+        // into an error: the next pull follows) or when the next message is larger than
+        // max_bytes (the budget is spent).
+        const message = (err as Error).message;
+        if (/batch completed/i.test(message) && received > 0) continue;
+        return { ...result, stopped: /max_?bytes/i.test(message) ? "budget" : "error" };
       }
       // A pull that expired empty: NATS trouble, or the stream lost what was pending.
       if (received === 0) return { ...result, stopped: "timeout" };
@@ -108,9 +114,26 @@ export async function warmUp(js: JetStreamClient, opts: WarmUpOptions): Promise<
   }
 }
 
-/** An upper bound of the bytes JetStream counts for a message against a pull's max_bytes. */
-function wireSize(m: JsMsg): number {
-  let size = m.subject.length + m.data.length + WIRE_ALLOWANCE;
+/**
+ * An upper bound of the bytes JetStream counts for a message against a pull's max_bytes:
+ * subject, ack reply subject, headers and payload. The reply is rebuilt from the delivery info
+ * (`$JS.ACK.[<domain>.<account>.]<stream>.<consumer>.<5 numbers>[.<token>]`), with room for the
+ * token of the newer form.
+ */
+export function wireSize(m: JsMsg): number {
+  const i = m.info;
+  const numbers = [i.deliveryCount, i.streamSequence, i.deliverySequence, i.pending];
+  const reply =
+    8 + // "$JS.ACK."
+    (i.domain?.length ?? 0) +
+    (i.account_hash?.length ?? 0) +
+    i.stream.length +
+    i.consumer.length +
+    numbers.reduce((n, x) => n + String(x).length, 0) +
+    20 + // the timestamp in nanoseconds
+    12 + // the dots
+    32; // the newer form's domain placeholder and random token
+  let size = m.subject.length + reply + m.data.length;
   try {
     const h = m.headers;
     if (h) {

@@ -173,6 +173,30 @@ describe("FEED_WARMUP_BYTES", () => {
     expect(await metric(g, "sse_replayed_events_total")).toBeGreaterThan(replayedBefore);
   });
 
+  it("feeds - a warm-up longer than one pull fills the window with the stream's tail, served to resumes from memory", async () => {
+    const g = await gateway({});
+    const { stream, prefix } = unique("warmlong");
+    await js.addStream(stream, [`${prefix}.>`]);
+    const subject = `${prefix}.t`;
+    const acks = Array.from({ length: 3_000 }, (_, i) =>
+      js.js.publish(i % 2 === 0 ? subject : `${prefix}.other`, `m${i}:${"z".repeat(60)}`),
+    );
+    const seqs = (await Promise.all(acks))
+      .filter((_, i) => i % 2 === 0)
+      .map((a) => a.seq)
+      .sort((p, q) => p - q);
+    const replayedBefore = await metric(g, "sse_replayed_events_total");
+    const cursor = seqs[100] as number;
+    const rec = await openRecorder(tracker, `${g.url}/events/${subject}`, {
+      headers: { "Last-Event-ID": String(cursor) },
+    });
+    const sentinel = await js.publish(subject, "sentinel");
+    await waitForId(rec, sentinel);
+    expectExactly(rec.events, [...seqs.slice(101), sentinel]);
+    expect(await metric(g, "sse_feed_warmups_total", { result: "complete" })).toBe(1);
+    expect(await metric(g, "sse_replayed_events_total")).toBe(replayedBefore);
+  });
+
   it("feeds - 200 requests for distinct subjects that leave at once cost at most MAX_FEEDS consumers and FEED_WARMUP_BYTES each", async () => {
     const budget = 16 * 1024;
     const g = await gateway({
