@@ -108,8 +108,8 @@ const schema = z.object({
   FEED_LINGER_MS: int(30_000, 0, 3_600_000),
   FEED_LINGER_MAX: int(1_000, 0, 1_000_000),
   FEED_COALESCE_MS: int(2, 0, 100),
-  // Feeds per instance (one consumer each), lingering ones included. Default 2000 feeds.
-  MAX_FEEDS: int(2_000, 1, 1_000_000),
+  // Feeds per instance (one consumer each), lingering ones included. Default 10000 feeds.
+  MAX_FEEDS: int(10_000, 1, 1_000_000),
   // New feeds per second, in bursts of as many. Default 50 feeds/s.
   FEED_CREATE_RATE: int(50, 1, 100_000),
   // Bytes a new feed may read from JetStream to warm its window. Default 1 MiB; 0 reads none.

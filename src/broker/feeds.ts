@@ -30,7 +30,7 @@ export interface FeedRegistryOptions extends FeedOptions {
   lingerMs: number;
   /** Most unused feeds kept open at once (FEED_LINGER_MAX). */
   maxLingering: number;
-  /** Feeds per instance, lingering ones included (MAX_FEEDS, default 2000). Default: unbounded. */
+  /** Feeds per instance, lingering ones included (MAX_FEEDS, default 10000). Default: unbounded. */
   maxFeeds?: number;
   /** New feeds per second, bursts of as many (FEED_CREATE_RATE, default 50). Default: unbounded. */
   createRate?: number;
