@@ -120,6 +120,18 @@ const schema = z.object({
   FEED_LINGER_MS: int(30_000, 0, 3_600_000),
   FEED_LINGER_MAX: int(1_000, 0, 1_000_000),
   FEED_COALESCE_MS: int(2, 0, 100),
+  // Feeds per instance (one consumer each), lingering ones included. Default 10000 feeds.
+  MAX_FEEDS: int(10_000, 1, 1_000_000),
+  // New feeds per second, in bursts of as many. Default 50 feeds/s.
+  FEED_CREATE_RATE: int(50, 1, 100_000),
+  // Bytes a new feed may read from JetStream to warm its window. Default 1 MiB; 0 reads none.
+  FEED_WARMUP_BYTES: int(1_048_576, 0, 1_073_741_824),
+  // Idle heartbeat of each feed's consumer. Default 2000 ms.
+  FEED_HEARTBEAT_MS: int(2_000, 500, 30_000),
+  // How often the watchdog looks at every feed. Default 6000 ms; at least 3 heartbeats.
+  FEED_WATCHDOG_MS: int(6_000, 1_500, 600_000),
+  // Largest age of the stream state a window may serve from. Default 1000 ms; 0: every time.
+  WINDOW_CHECK_MS: int(1_000, 0, 60_000),
   EVENT_TYPE_HEADER: str("SSE-Event"),
   CORS_ORIGINS: list,
   TRUST_PROXY: bool(false),
@@ -221,6 +233,10 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
   if (Boolean(c.NATS_TLS_CERT_FILE) !== Boolean(c.NATS_TLS_KEY_FILE))
     problems.push(
       "NATS_TLS_CERT_FILE, NATS_TLS_KEY_FILE: a client certificate needs both the certificate and its key",
+    );
+  if (c.FEED_WATCHDOG_MS < 3 * c.FEED_HEARTBEAT_MS)
+    problems.push(
+      `FEED_WATCHDOG_MS=${c.FEED_WATCHDOG_MS}: must be at least 3 times FEED_HEARTBEAT_MS (${c.FEED_HEARTBEAT_MS})`,
     );
   if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(c.EVENT_TYPE_HEADER))
     problems.push(

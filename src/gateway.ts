@@ -102,8 +102,14 @@ export async function startGateway(
         maxLingering: config.FEED_LINGER_MAX,
         coalesceMs: config.FEED_COALESCE_MS,
         warmUpTimeoutMs: config.NATS_REQUEST_TIMEOUT_MS,
+        maxFeeds: config.MAX_FEEDS,
+        createRate: config.FEED_CREATE_RATE,
+        warmUpBytes: config.FEED_WARMUP_BYTES,
+        heartbeatMs: config.FEED_HEARTBEAT_MS,
+        watchdogMs: config.FEED_WATCHDOG_MS,
+        windowCheckMs: config.WINDOW_CHECK_MS,
       },
-      { js: b.js, jsm: b.jsm, resolver, metrics, log },
+      { js: b.js, jsm: b.jsm, resolver, metrics, log, nc: b.nc },
       // The stream went away: its clients come back (here or elsewhere) and get a reset
       // notice or a 404, whichever now applies.
       (ended) => ended.forEach((s) => s.close("feed-ended", jitter(config.SHED_RETRY_MS))),

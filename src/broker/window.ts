@@ -13,8 +13,10 @@ export class WindowBudget {
 
 /**
  * A feed's recent window: its last messages, already framed, bounded by count and bytes.
- * It holds every matching message with a sequence in (floor, last], so a client whose cursor
- * lies in [floor, last] resumes from memory without asking JetStream anything.
+ * It holds every matching message with a sequence in (floor, last] that the stream still holds,
+ * so a client whose cursor lies in [floor, last] resumes from memory without asking JetStream
+ * anything. What the stream loses (limits, purges, erasures) is taken out by the feed as soon as
+ * it learns of it ({@link dropBefore}, {@link remove}, {@link clear}).
  */
 export class RecentWindow {
   private frames: Frame[] = [];
@@ -70,11 +72,73 @@ export class RecentWindow {
       this.budget.used -= old.buf.length;
       this.floor = old.seq;
     }
-    // Compact now and then so the array does not grow with the number of messages ever seen.
+    this.compact();
+  }
+
+  private forget(frame: Frame): void {
+    this.bytesHeld -= frame.buf.length;
+    this.budget.used -= frame.buf.length;
+  }
+
+  /** Compacts now and then so the array does not grow with the number of messages ever seen. */
+  private compact(): void {
     if (this.head > 1024 && this.head * 2 > this.frames.length) {
       this.frames = this.frames.slice(this.head);
       this.head = 0;
     }
+  }
+
+  /**
+   * Forgets what the stream no longer holds below `first` (its first sequence now: limits, age
+   * or a purge removed the rest). Cursors before `first - 1` are no longer covered, so they are
+   * answered from JetStream (with a gap notice); when `first - 1` is past `last`, no cursor up to
+   * `last` is covered either: the feed cannot tell whether what was removed would have matched.
+   * @returns the number of frames dropped.
+   */
+  dropBefore(first: number): number {
+    if (first - 1 <= this.floor) return 0;
+    let n = 0;
+    while (this.size > 0 && (this.frames[this.head] as Frame).seq < first) {
+      this.forget(this.frames[this.head++] as Frame);
+      n++;
+    }
+    this.floor = first - 1;
+    this.compact();
+    return n;
+  }
+
+  /**
+   * Removes the frames of messages the stream no longer holds (deleted or erased one by one).
+   * Every other matching message of (floor, last] is still held, so coverage is unchanged.
+   * @returns the number of frames removed.
+   */
+  remove(seqs: ReadonlySet<number>): number {
+    if (seqs.size === 0 || this.size === 0) return 0;
+    const kept: Frame[] = [];
+    let n = 0;
+    for (let i = this.head; i < this.frames.length; i++) {
+      const f = this.frames[i] as Frame;
+      if (seqs.has(f.seq)) {
+        this.forget(f);
+        n++;
+      } else kept.push(f);
+    }
+    if (n > 0) {
+      this.frames = kept;
+      this.head = 0;
+    }
+    return n;
+  }
+
+  /**
+   * Drops every frame, keeping `last`: only a cursor at `last` (or later) stays covered, and
+   * what follows arrives live. For when the stream lost messages the window cannot name.
+   * @returns the number of frames dropped.
+   */
+  clear(): number {
+    const n = this.size;
+    this.reset(this.last);
+    return n;
   }
 
   /** True when every matching message after `seq` is in the window or still to come live. */

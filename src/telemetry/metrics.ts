@@ -60,6 +60,55 @@ export function createMetrics(registry = new Registry(), withDefaults = true) {
       help: "Live feeds (one ordered consumer each)",
       registers: r,
     }),
+    feedsLingering: new Gauge({
+      name: "sse_feeds_lingering",
+      help: "Feeds without sessions kept open for reconnects (FEED_LINGER_MAX)",
+      registers: r,
+    }),
+    feedCreations: new Counter({
+      name: "sse_feed_creations_total",
+      help: "Feeds created (each costs a consumer and a warm-up read; FEED_CREATE_RATE, MAX_FEEDS)",
+      registers: r,
+    }),
+    feedRefusals: new Counter({
+      name: "sse_feed_refusals_total",
+      help: "Requests for a new subject set shed because of MAX_FEEDS (limit) or FEED_CREATE_RATE (rate)",
+      labelNames: ["reason"] as const,
+      registers: r,
+    }),
+    warmUps: new Counter({
+      name: "sse_feed_warmups_total",
+      help: "Window warm-ups of new feeds, by result (complete, skipped, budget, timeout, error, cancelled)",
+      labelNames: ["result"] as const,
+      registers: r,
+    }),
+    warmUpBytes: new Counter({
+      name: "sse_feed_warmup_bytes_total",
+      help: "Bytes read from JetStream to warm new feeds' windows (at most FEED_WARMUP_BYTES each)",
+      registers: r,
+    }),
+    feedRestarts: new Counter({
+      name: "sse_feed_restarts_total",
+      help: "Live consumers replaced by the gateway, by cause (reconnect, heartbeats, silent, behind, deleted)",
+      labelNames: ["reason"] as const,
+      registers: r,
+    }),
+    feedsStalled: new Gauge({
+      name: "sse_feeds_stalled",
+      help: "Feeds whose live consumer is being replaced; readiness fails while above 0",
+      registers: r,
+    }),
+    streamChecks: new Counter({
+      name: "sse_stream_checks_total",
+      help: "Stream states read for feeds (watchdog, WINDOW_CHECK_MS, feed starts and restarts)",
+      registers: r,
+    }),
+    windowTrimmed: new Counter({
+      name: "sse_window_trimmed_total",
+      help: "Messages taken out of windows because the stream no longer holds them, by how that was learnt",
+      labelNames: ["reason"] as const,
+      registers: r,
+    }),
     feedMessages: new Counter({
       name: "sse_feed_messages_total",
       help: "Messages received by live feeds from JetStream",

@@ -293,6 +293,7 @@ describe("settings from values", () => {
       // 0 derives these; a value given must make room for the connection limits.
       httpMaxSockets: 20000,
       httpMaxSocketsPerClient: 600,
+      feedWatchdogMs: 7000, // at least 3 heartbeats (3 × 2001)
     });
     const env = configData(render({ files: [writeValues({ config })] }));
     for (const [k, v] of Object.entries(config)) {

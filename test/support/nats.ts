@@ -6,13 +6,23 @@ import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { StartedTestContainer } from "testcontainers";
 import { freePort } from "./ports";
-import { isRunning, onHostExit, sleep, TailBuffer, terminate, trackChild } from "./process";
+import {
+  isRunning,
+  onHostExit,
+  sleep,
+  TailBuffer,
+  terminate,
+  trackChild,
+  waitForExit,
+} from "./process";
 
 export interface NatsHandle {
   url: string;
   port: number;
   /** Stops the server, keeping its JetStream store for a later start(). */
   stop(): Promise<void>;
+  /** Kills the server with SIGKILL (no shutdown at all), keeping its store for a later start(). */
+  kill(): Promise<void>;
   /** Starts it again at the same URL with the same store. */
   start(): Promise<void>;
   restart(): Promise<void>;
@@ -144,6 +154,12 @@ async function startLocalNats(): Promise<NatsHandle> {
     if (child) await terminate(child, 5_000);
   };
 
+  const kill = async (): Promise<void> => {
+    if (!child || !isRunning(child)) return;
+    child.kill("SIGKILL");
+    await waitForExit(child, 5_000);
+  };
+
   try {
     await start();
   } catch (err) {
@@ -157,6 +173,7 @@ async function startLocalNats(): Promise<NatsHandle> {
     port,
     start,
     stop,
+    kill,
     restart: async () => {
       await stop();
       await start();
@@ -207,6 +224,9 @@ async function startContainerNats(): Promise<NatsHandle> {
     // Raw stop is a no-op (HTTP 304) when already stopped. Timeout is in milliseconds.
     await client.container.stop(raw, { timeout: 5_000 });
   };
+  const kill = async (): Promise<void> => {
+    if ((await client.container.inspect(raw)).State.Running) await raw.kill({ signal: "SIGKILL" });
+  };
 
   return {
     get url() {
@@ -217,6 +237,7 @@ async function startContainerNats(): Promise<NatsHandle> {
     },
     start,
     stop,
+    kill,
     restart: async () => {
       await stop();
       await start();

@@ -55,6 +55,12 @@ describe("loadConfig", () => {
     expect(() => loadConfig({ EVENT_TYPE_HEADER: "bad header" })).toThrow(/EVENT_TYPE_HEADER/);
     expect(() => loadConfig({ PORT: "9090" })).toThrow(/ADMIN_PORT=9090: must differ from PORT/);
     expect(loadConfig({ PORT: "0", ADMIN_PORT: "0" }).ADMIN_PORT).toBe(0);
+    expect(() => loadConfig({ FEED_HEARTBEAT_MS: "5000" })).toThrow(
+      /FEED_WATCHDOG_MS=6000: must be at least 3 times FEED_HEARTBEAT_MS \(5000\)/,
+    );
+    expect(
+      loadConfig({ FEED_HEARTBEAT_MS: "500", FEED_WATCHDOG_MS: "1500" }).FEED_WATCHDOG_MS,
+    ).toBe(1500);
     expect(() => loadConfig({ NATS_TLS_CERT_FILE: "/c.pem" })).toThrow(/needs both/);
     expect(
       loadConfig({ NATS_TLS_CERT_FILE: "/c.pem", NATS_TLS_KEY_FILE: "/k.pem" }).NATS_TLS_KEY_FILE,

@@ -66,6 +66,69 @@ describe("RecentWindow", () => {
   });
 });
 
+describe("RecentWindow and what the stream no longer holds", () => {
+  it("dropBefore - forgets frames below the stream's first sequence and stops covering older cursors", () => {
+    const w = new RecentWindow(10, 1_000);
+    w.reset(0);
+    for (const s of [2, 4, 6, 8]) w.push(frame(s));
+    expect(w.dropBefore(5)).toBe(2);
+    expect(w.after(0).map((f) => f.seq)).toEqual([6, 8]);
+    expect(w.covers(4)).toBe(true); // nothing between 4 and 5 is missing
+    expect(w.covers(3)).toBe(false);
+    expect(w.bytes).toBe(20);
+    expect(w.dropBefore(3)).toBe(0); // the first sequence never moves back
+    expect(w.covers(4)).toBe(true);
+  });
+
+  it("dropBefore - after a full purge covers no cursor below the stream's end, yet serves what follows", () => {
+    const w = new RecentWindow(10, 1_000);
+    w.reset(0);
+    for (const s of [1, 2, 3]) w.push(frame(s));
+    w.dropBefore(4); // purged: first = last + 1
+    expect(w.size).toBe(0);
+    expect(w.covers(2)).toBe(false);
+    expect(w.covers(3)).toBe(true);
+    w.push(frame(4));
+    expect(w.after(3).map((f) => f.seq)).toEqual([4]);
+  });
+
+  it("dropBefore - past the window's end covers nothing it has seen: what was removed might have matched", () => {
+    const w = new RecentWindow(10, 1_000);
+    w.reset(0);
+    w.push(frame(5));
+    w.dropBefore(9);
+    expect(w.covers(5)).toBe(false);
+    expect(w.covers(8)).toBe(false);
+    w.push(frame(10));
+    expect(w.covers(8)).toBe(true);
+    expect(w.after(8).map((f) => f.seq)).toEqual([10]);
+  });
+
+  it("remove - takes out erased messages and keeps covering the same cursors", () => {
+    const budget = new WindowBudget(1_000);
+    const w = new RecentWindow(10, 1_000, budget);
+    w.reset(0);
+    for (let s = 1; s <= 5; s++) w.push(frame(s));
+    expect(w.remove(new Set([2, 4, 99]))).toBe(2);
+    expect(w.after(0).map((f) => f.seq)).toEqual([1, 3, 5]);
+    expect(w.covers(0)).toBe(true);
+    expect(w.bytes).toBe(30);
+    expect(budget.used).toBe(30);
+    expect(w.cursorForLast(2)).toBe(2); // the last two that exist: 3 and 5
+  });
+
+  it("clear - drops everything and covers only its last sequence", () => {
+    const budget = new WindowBudget(1_000);
+    const w = new RecentWindow(10, 1_000, budget);
+    w.reset(10);
+    for (let s = 11; s <= 15; s++) w.push(frame(s));
+    expect(w.clear()).toBe(5);
+    expect(budget.used).toBe(0);
+    expect(w.covers(14)).toBe(false);
+    expect(w.covers(15)).toBe(true);
+  });
+});
+
 describe("WindowBudget", () => {
   it("bounds the bytes of all windows together", () => {
     const budget = new WindowBudget(100);

@@ -14,7 +14,8 @@ const JETSTREAM_PROBE_MS = 1_000;
 
 /**
  * `GET /readyz`: 200 only while this pod should receive new streams: NATS connected,
- * JetStream answering, below the connection limit, not draining. Otherwise 503 with the
+ * JetStream answering, below the connection limit, not draining, no feed stalled (its live
+ * consumer being replaced: its clients are not getting messages). Otherwise 503 with the
  * failing checks, so the Service steers browsers to other pods.
  */
 export function readyzRoute(deps: AppDeps) {
@@ -28,13 +29,17 @@ export function readyzRoute(deps: AppDeps) {
     return probe.ok;
   };
   return async (ctx: Context): Promise<void> => {
+    const feeds = deps.nats?.feeds;
+    const stalled = feeds?.stalled ?? 0;
     const checks = {
       nats: deps.nats?.broker.connected() ?? false,
       jetstream: await jetstream(),
       capacity: !deps.sessions.full,
       draining: deps.draining,
+      feeds: stalled === 0,
     };
-    const ready = checks.nats && checks.jetstream && checks.capacity && !checks.draining;
+    const ready =
+      checks.nats && checks.jetstream && checks.capacity && !checks.draining && checks.feeds;
     ctx.status = ready ? 200 : 503;
     ctx.set("Cache-Control", "no-store");
     ctx.body = {
@@ -42,6 +47,7 @@ export function readyzRoute(deps: AppDeps) {
       checks,
       sessions: deps.sessions.used,
       maxSessions: deps.config.MAX_CONNECTIONS,
+      feeds: { open: feeds?.size ?? 0, stalled, max: deps.config.MAX_FEEDS },
     };
   };
 }
