@@ -27,6 +27,8 @@ export const ERROR_STATUS = {
   client_limit: 429,
   draining: 503,
   nats_unavailable: 503,
+  feed_limit: 503,
+  feed_rate: 503,
   internal: 500,
 } as const satisfies Record<string, number>;
 

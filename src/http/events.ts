@@ -3,6 +3,7 @@ import { JetStreamApiError } from "@nats-io/jetstream";
 import { SpanStatusCode, type Span } from "@opentelemetry/api";
 import { attach } from "../broker/attach";
 import type { Feed } from "../broker/feed";
+import { FeedLimitError, FeedRateError } from "../broker/feeds";
 import { ReplayQueueFullError } from "../broker/replayLimiter";
 import { StreamForbiddenError, StreamMismatchError, StreamNotFoundError } from "../broker/streams";
 import { describeSubjectError, parseFilterSet, type SubjectError } from "../broker/subjects";
@@ -15,7 +16,7 @@ import { corsHeaders } from "./cors";
 import type { AppDeps } from "./deps";
 import { writeError, type ErrorCode } from "./errors";
 import { clientAddress, header, parseEventsUrl, type UrlError, type UrlLimits } from "./request";
-import { shed } from "./shed";
+import { shed, type ShedReason } from "./shed";
 import { SSE_HEADERS } from "./sseHeaders";
 
 const SUBJECT_ERRORS: Record<SubjectError["type"], [number, ErrorCode]> = {
@@ -132,8 +133,17 @@ async function handle(
     // The request was judged fine; starting the feed failed on the server's side (a limit,
     // the stream deleted a moment ago, NATS trouble): an answer the client retries.
     deps.sessions.release(client);
-    deps.log.warn({ err, stream, filters: filters.value }, "feed could not start");
-    if (!res.headersSent && !res.destroyed) shed(req, res, deps, "nats-unavailable", cors);
+    // The feed bounds are expected under load or abuse: counted (sse_requests_shed_total), not
+    // logged once per request.
+    const reason: ShedReason =
+      err instanceof FeedLimitError
+        ? "feed-limit"
+        : err instanceof FeedRateError
+          ? "feed-rate"
+          : "nats-unavailable";
+    if (reason === "nats-unavailable")
+      deps.log.warn({ err, stream, filters: filters.value }, "feed could not start");
+    if (!res.headersSent && !res.destroyed) shed(req, res, deps, reason, cors);
     return;
   }
   if (session.closed || deps.draining) {

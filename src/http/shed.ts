@@ -7,13 +7,20 @@ import { header } from "./request";
 import { SSE_HEADERS } from "./sseHeaders";
 
 /** Why a stream request was turned away before it started. */
-export type ShedReason = "full" | "client-limit" | "draining" | "nats-unavailable";
+export type ShedReason =
+  "full" | "client-limit" | "draining" | "nats-unavailable" | "feed-limit" | "feed-rate";
 
 const ANSWERS: Record<ShedReason, [number, ErrorCode, string]> = {
   full: [503, "full", "this gateway instance is at its connection limit; retry"],
   "client-limit": [429, "client_limit", "too many connections from this client address"],
   draining: [503, "draining", "this gateway instance is shutting down; retry"],
   "nats-unavailable": [503, "nats_unavailable", "NATS is not reachable from this instance; retry"],
+  "feed-limit": [
+    503,
+    "feed_limit",
+    "this instance runs as many feeds as it may (MAX_FEEDS); retry",
+  ],
+  "feed-rate": [503, "feed_rate", "new subject sets arrive too fast (FEED_CREATE_RATE); retry"],
 };
 
 /**

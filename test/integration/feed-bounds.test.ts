@@ -76,8 +76,10 @@ describe("MAX_FEEDS", () => {
     await expectShedForEventSource(`${g.url}/events/${prefix}.c`);
     const plain = await rawGet(`${g.url}/events/${prefix}.c`);
     expect(plain.status).toBe(503);
+    expect(JSON.parse(plain.body)).toMatchObject({ error: "feed_limit" });
     expect(Number(plain.headers.get("retry-after"))).toBeGreaterThan(0);
     expect(await metric(g, "sse_feed_refusals_total", { reason: "limit" })).toBe(2);
+    expect(await metric(g, "sse_requests_shed_total", { reason: "feed-limit" })).toBe(2);
 
     // A subject set that has a feed is not affected.
     const a2 = await openRecorder(tracker, `${g.url}/events/${prefix}.a`);
@@ -115,6 +117,7 @@ describe("FEED_CREATE_RATE", () => {
       100,
     );
     expect(await metric(g, "sse_feed_refusals_total", { reason: "rate" })).toBeGreaterThan(0);
+    expect(await metric(g, "sse_requests_shed_total", { reason: "feed-rate" })).toBeGreaterThan(0);
     // Each client receives its subject's messages once it is served (a client that was shed
     // is back within its retry: publish until it gets one, bounded).
     for (const [i, client] of clients.entries()) {
