@@ -145,6 +145,10 @@ describe("JetStream API calls caused by requests", () => {
       JETSTREAM_API_MAX_CONCURRENT: "1",
       JETSTREAM_API_MAX_QUEUED: "1",
       SHED_RETRY_MS: "300",
+      // The feed's window stays trusted for the whole test: with JetStream held below, a join
+      // that needed a fresh stream check (WINDOW_CHECK_MS, bounded per stream, not per request)
+      // would wait for it and never reach the API limiter this test is about.
+      WINDOW_CHECK_MS: "60000",
     });
     const { subject, a } = await sparseStream("apished", 30);
     await openRecorder(tracker, `${g.url}/events/${subject}`);
