@@ -91,7 +91,24 @@ export async function startGateway(
   const natsReady = connectBroker(config, log, metrics).then(async (b) => {
     broker = b;
     if (stopping) return b.shutdown();
-    const resolver = new StreamResolver(b.jsm, config.STREAM_CACHE_TTL_MS, config.ALLOW_KV);
+    // Every JetStream API call a request can cause goes through this one limiter, stream
+    // lookups for subjects not seen before included.
+    const api = new ApiLimiter(
+      config.JETSTREAM_API_MAX_CONCURRENT,
+      config.JETSTREAM_API_MAX_QUEUED,
+      (a, q) => {
+        metrics.jetstreamApiActive.set(a);
+        metrics.jetstreamApiQueued.set(q);
+      },
+      () => metrics.jetstreamApiRefused.inc(),
+    );
+    const resolver = new StreamResolver(
+      b.jsm,
+      config.STREAM_CACHE_TTL_MS,
+      config.ALLOW_KV,
+      Date.now,
+      (call) => api.run(call),
+    );
     const feeds = new FeedRegistry(
       {
         eventHeader: config.EVENT_TYPE_HEADER,
@@ -125,15 +142,7 @@ export async function startGateway(
         maxPerClient: config.REPLAY_MAX_PER_CLIENT,
         stallMs: config.REPLAY_STALL_TIMEOUT_MS,
         onClientLimited: () => metrics.replaysClientLimited.inc(),
-        api: new ApiLimiter(
-          config.JETSTREAM_API_MAX_CONCURRENT,
-          config.JETSTREAM_API_MAX_QUEUED,
-          (a, q) => {
-            metrics.jetstreamApiActive.set(a);
-            metrics.jetstreamApiQueued.set(q);
-          },
-          () => metrics.jetstreamApiRefused.inc(),
-        ),
+        api,
       },
     );
     deps.nats = { broker: b, resolver, feeds, limiter };

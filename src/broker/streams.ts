@@ -43,12 +43,15 @@ export class StreamResolver {
   /**
    * @param ttlMs how long a found stream is remembered, in milliseconds (STREAM_CACHE_TTL_MS).
    * @param allowKv whether `$KV.` streams may be served (ALLOW_KV).
+   * @param limit runs each JetStream lookup (a cache miss); the gateway passes its API limiter,
+   *   so subjects never seen before cannot turn into a flood of API calls. Default: run at once.
    */
   constructor(
     private readonly jsm: JetStreamManager,
     private readonly ttlMs: number,
     private readonly allowKv: boolean,
     private readonly now: () => number = Date.now,
+    private readonly limit: <T>(call: () => Promise<T>) => Promise<T> = (call) => call(),
   ) {}
 
   /** The stream capturing every filter; throws one of this module's errors otherwise. */
@@ -91,7 +94,7 @@ export class StreamResolver {
   private async fetch(filter: string, t: number): Promise<string> {
     let entry: Lookup;
     try {
-      entry = { at: t, ...(await this.find(filter)) };
+      entry = { at: t, ...(await this.limit(() => this.find(filter))) };
     } catch (err) {
       const known =
         err instanceof StreamNotFoundError ||

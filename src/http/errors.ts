@@ -29,6 +29,7 @@ export const ERROR_STATUS = {
   nats_unavailable: 503,
   feed_limit: 503,
   feed_rate: 503,
+  jetstream_busy: 503,
   internal: 500,
 } as const satisfies Record<string, number>;
 

@@ -3,6 +3,7 @@ import { JetStreamApiError } from "@nats-io/jetstream";
 import { SpanStatusCode, type Span } from "@opentelemetry/api";
 import { attach } from "../broker/attach";
 import type { Feed } from "../broker/feed";
+import { ApiQueueFullError } from "../broker/apiLimiter";
 import { FeedLimitError, FeedRateError } from "../broker/feeds";
 import { ReplayQueueFullError } from "../broker/replayLimiter";
 import { StreamForbiddenError, StreamMismatchError, StreamNotFoundError } from "../broker/streams";
@@ -275,6 +276,8 @@ function answerLookupError(
     if (err.status >= 400 && err.status < 500)
       return refuse(400, "malformed_subject", `JetStream does not accept ${asked} as a filter`);
   }
+  // A full API queue is expected under a flood of new subjects: counted, not logged per request.
+  if (err instanceof ApiQueueFullError) return shed(req, res, deps, "jetstream-busy", cors);
   deps.log.warn({ err }, "stream lookup failed; shedding the request");
   shed(req, res, deps, "nats-unavailable", cors);
 }

@@ -8,7 +8,13 @@ import { SSE_HEADERS } from "./sseHeaders";
 
 /** Why a stream request was turned away before it started. */
 export type ShedReason =
-  "full" | "client-limit" | "draining" | "nats-unavailable" | "feed-limit" | "feed-rate";
+  | "full"
+  | "client-limit"
+  | "draining"
+  | "nats-unavailable"
+  | "feed-limit"
+  | "feed-rate"
+  | "jetstream-busy";
 
 const ANSWERS: Record<ShedReason, [number, ErrorCode, string]> = {
   full: [503, "full", "this gateway instance is at its connection limit; retry"],
@@ -21,6 +27,11 @@ const ANSWERS: Record<ShedReason, [number, ErrorCode, string]> = {
     "this instance runs as many feeds as it may (MAX_FEEDS); retry",
   ],
   "feed-rate": [503, "feed_rate", "new subject sets arrive too fast (FEED_CREATE_RATE); retry"],
+  "jetstream-busy": [
+    503,
+    "jetstream_busy",
+    "too many JetStream API calls are waiting on this instance (JETSTREAM_API_MAX_QUEUED); retry",
+  ],
 };
 
 /**
