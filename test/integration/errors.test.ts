@@ -2,12 +2,12 @@
  * Bad input gets a 4xx with a JSON body `{ error, message }` before any stream starts, never a
  * 5xx, and the gateway keeps serving. Real nats-server, real HTTP.
  */
-import net from "node:net";
 import { startNats, type NatsHandle } from "../support/nats";
 import { startTestGateway, type TestGateway } from "../support/inProcessGateway";
 import { connectJetStream, type TestJetStream } from "../support/jetstream";
 import { rawGet } from "../support/sse-client";
 import { errorBody, openRecorder, Tracker, unique, waitForId } from "./contract-helpers";
+import { parseRaw, rawExchange as rawExchangeWith } from "../support/rawHttp";
 
 let nats: NatsHandle;
 let js: TestJetStream;
@@ -55,41 +55,9 @@ async function expectError(
   return body;
 }
 
-/**
- * Sends raw bytes and reads until the server closes: for requests fetch will not send, or
- * that Node's HTTP parser rejects before the app sees them.
- */
-function rawExchange(request: Buffer | string, timeoutMs = 5_000): Promise<string> {
-  const { hostname, port } = new URL(gw.url);
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(Number(port), hostname);
-    const chunks: Buffer[] = [];
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`no complete answer within ${timeoutMs} ms: ${Buffer.concat(chunks)}`));
-    }, timeoutMs);
-    socket.on("data", (c: Buffer) => chunks.push(c));
-    socket.on("error", () => undefined); // a reset after the answer is fine; we judge the answer
-    socket.on("close", () => {
-      clearTimeout(timer);
-      resolve(Buffer.concat(chunks).toString("utf8"));
-    });
-    socket.write(request);
-  });
-}
-
-/** Splits a raw HTTP/1.1 answer into status, headers (lower-cased) and body. */
-function parseRaw(raw: string): { status: number; headers: Map<string, string>; body: string } {
-  const end = raw.indexOf("\r\n\r\n");
-  if (end < 0) throw new Error(`no HTTP answer: ${JSON.stringify(raw.slice(0, 200))}`);
-  const [statusLine, ...lines] = raw.slice(0, end).split("\r\n");
-  const headers = new Map<string, string>();
-  for (const line of lines) {
-    const i = line.indexOf(":");
-    headers.set(line.slice(0, i).trim().toLowerCase(), line.slice(i + 1).trim());
-  }
-  return { status: Number(statusLine?.split(" ")[1]), headers, body: raw.slice(end + 4) };
-}
+/** Sends raw bytes to the gateway and reads until it closes (see support/rawHttp.ts). */
+const rawExchange = (request: Buffer | string, timeoutMs = 5_000): Promise<string> =>
+  rawExchangeWith(gw.url, request, { timeoutMs });
 
 describe("malformed subjects", () => {
   it.each([
