@@ -5,9 +5,8 @@
  * readiness. Real nats-server, the gateway in this process, real EventSource clients.
  */
 import { randomUUID } from "node:crypto";
-import { startTestGateway, type TestGateway } from "../support/inProcessGateway";
-import { connectJetStream, type TestJetStream } from "../support/jetstream";
-import { startNats, type NatsHandle } from "../support/nats";
+import type { TestJetStream } from "../support/jetstream";
+import { useNatsAndGateway } from "../support/natsGateway";
 import { rawGet, SseRecorder } from "../support/sse-client";
 import {
   expectStrictlyIncreasing,
@@ -65,49 +64,35 @@ function steadyPublisher(js: TestJetStream, subject: string, perSecond: number) 
 }
 
 describe("feeds when nats-server goes away under 100 clients and a steady publisher", () => {
-  let nats: NatsHandle;
-  let js: TestJetStream;
-  let gw: TestGateway;
-  const clients: SseRecorder[] = [];
-
-  beforeAll(async () => {
-    nats = await startNats();
-    js = await connectJetStream(nats.url);
-    gw = await startTestGateway(nats.url, {
-      NATS_RECONNECT_MIN_MS: "50",
-      NATS_RECONNECT_MAX_MS: "500",
-      NATS_REQUEST_TIMEOUT_MS: "2000",
-      RETRY_MS: "300",
-      SHED_RETRY_MS: "300",
-      MAX_CONNECTIONS_PER_CLIENT: "1000",
-    });
+  const f = useNatsAndGateway({
+    NATS_RECONNECT_MIN_MS: "50",
+    NATS_RECONNECT_MAX_MS: "500",
+    NATS_REQUEST_TIMEOUT_MS: "2000",
+    RETRY_MS: "300",
+    SHED_RETRY_MS: "300",
+    MAX_CONNECTIONS_PER_CLIENT: "1000",
   });
+  const clients: SseRecorder[] = [];
 
   afterEach(() => {
     for (const c of clients.splice(0)) c.close();
   });
 
-  afterAll(async () => {
-    await gw?.close();
-    await js?.close().catch(() => undefined);
-    await nats?.close();
-  });
-
   it.each([
-    ["is killed with SIGKILL and restarted on the same store", () => nats.kill()],
-    ["is restarted gracefully", () => nats.stop()],
+    ["is killed with SIGKILL and restarted on the same store", () => f.nats.kill()],
+    ["is restarted gracefully", () => f.nats.stop()],
   ])(
     "recovery - when nats-server %s, live delivery resumes and every client gets every message exactly once, in order",
     async (_label, goAway) => {
       const { stream, prefix } = unique("outage");
-      await js.addStream(stream, [`${prefix}.>`]);
+      await f.js.addStream(stream, [`${prefix}.>`]);
       const subject = `${prefix}.ticks`;
       for (let i = 0; i < CLIENTS; i++)
-        clients.push(new SseRecorder(`${gw.url}/events/${subject}`));
+        clients.push(new SseRecorder(`${f.gw.url}/events/${subject}`));
       await waitUntil(() => clients.every((c) => c.opens >= 1), "every client to open", 30_000);
-      const restartsBefore = metricValue(await gw.metrics(), "sse_feed_restarts_total");
+      const restartsBefore = metricValue(await f.gw.metrics(), "sse_feed_restarts_total");
 
-      const publisher = steadyPublisher(js, subject, 100);
+      const publisher = steadyPublisher(f.js, subject, 100);
       await waitUntil(() => publisher.published.length >= 50, "50 messages published", 30_000);
       const early = publisher.published[49] as number;
       await waitUntil(
@@ -118,7 +103,7 @@ describe("feeds when nats-server goes away under 100 clients and a steady publis
 
       await goAway();
       await sleep(1_000);
-      await nats.start();
+      await f.nats.start();
 
       // The publisher goes on for about three seconds after NATS is back, then stops.
       const backAt = publisher.published.length;
@@ -149,15 +134,15 @@ describe("feeds when nats-server goes away under 100 clients and a steady publis
       }
 
       // The feed was restarted by the gateway (not left to nats.js), and readiness says so.
-      const metrics = await gw.metrics();
+      const metrics = await f.gw.metrics();
       expect(metricValue(metrics, "sse_feed_restarts_total")).toBeGreaterThan(restartsBefore);
       await waitUntil(
-        async () => (await rawGet(`${gw.adminUrl}/readyz`)).status === 200,
+        async () => (await rawGet(`${f.gw.adminUrl}/readyz`)).status === 200,
         "/readyz to answer 200 once the feeds run again",
         30_000,
         100,
       );
-      const ready = JSON.parse((await rawGet(`${gw.adminUrl}/readyz`)).body) as {
+      const ready = JSON.parse((await rawGet(`${f.gw.adminUrl}/readyz`)).body) as {
         checks: Record<string, boolean>;
         feeds: { stalled: number };
       };
@@ -168,48 +153,34 @@ describe("feeds when nats-server goes away under 100 clients and a steady publis
 });
 
 describe("the feed watchdog", () => {
-  let nats: NatsHandle;
-  let js: TestJetStream;
-  let gw: TestGateway;
-  const clients: SseRecorder[] = [];
-
-  beforeAll(async () => {
-    nats = await startNats();
-    js = await connectJetStream(nats.url);
-    gw = await startTestGateway(nats.url, {
-      FEED_HEARTBEAT_MS: "500",
-      FEED_WATCHDOG_MS: "1500",
-      RETRY_MS: "300",
-      SHED_RETRY_MS: "300",
-    });
+  const f = useNatsAndGateway({
+    FEED_HEARTBEAT_MS: "500",
+    FEED_WATCHDOG_MS: "1500",
+    RETRY_MS: "300",
+    SHED_RETRY_MS: "300",
   });
+  const clients: SseRecorder[] = [];
 
   afterEach(() => {
     for (const c of clients.splice(0)) c.close();
   });
 
-  afterAll(async () => {
-    await gw?.close();
-    await js?.close().catch(() => undefined);
-    await nats?.close();
-  });
-
   const restarts = async (reason?: string) =>
     metricValue(
-      await gw.metrics(),
+      await f.gw.metrics(),
       "sse_feed_restarts_total",
       reason === undefined ? undefined : { reason },
     );
 
   it("watchdog - a feed whose consumer stops delivering while the stream moves on is restarted, and its client loses nothing", async () => {
     const { stream, prefix } = unique("paused");
-    await js.addStream(stream, [`${prefix}.>`]);
+    await f.js.addStream(stream, [`${prefix}.>`]);
     const subject = `${prefix}.t`;
-    const client = new SseRecorder(`${gw.url}/events/${subject}`);
+    const client = new SseRecorder(`${f.gw.url}/events/${subject}`);
     clients.push(client);
     await waitUntil(() => client.opens >= 1, "the client to open");
     const published: number[] = [];
-    for (let i = 0; i < 5; i++) published.push(await js.publish(subject, `before ${i}`));
+    for (let i = 0; i < 5; i++) published.push(await f.js.publish(subject, `before ${i}`));
     await waitUntil(
       () => messageIds(client.events).length === 5,
       "the first five messages to arrive",
@@ -219,11 +190,11 @@ describe("the feed watchdog", () => {
     // The server keeps the feed's consumer and its heartbeats, but delivers nothing: nats.js
     // sees nothing wrong. (Pausing is how an operator, or a server in trouble, can do that.)
     const consumers: string[] = [];
-    for await (const ci of js.jsm.consumers.list(stream)) consumers.push(ci.name);
+    for await (const ci of f.js.jsm.consumers.list(stream)) consumers.push(ci.name);
     expect(consumers).toHaveLength(1);
-    await js.jsm.consumers.pause(stream, consumers[0] as string, new Date(Date.now() + 600_000));
+    await f.js.jsm.consumers.pause(stream, consumers[0] as string, new Date(Date.now() + 600_000));
 
-    for (let i = 0; i < 5; i++) published.push(await js.publish(subject, `after ${i}`));
+    for (let i = 0; i < 5; i++) published.push(await f.js.publish(subject, `after ${i}`));
     const last = published[published.length - 1] as number;
     await waitUntil(
       () => messageIds(client.events).includes(last),
@@ -244,17 +215,17 @@ describe("the feed watchdog", () => {
     ["a wildcard", (p: string) => `/events/${p}.quiet.*`],
   ])("watchdog - a quiet feed on %s on a busy stream is left alone", async (_label, path) => {
     const { stream, prefix } = unique("quiet");
-    await js.addStream(stream, [`${prefix}.>`]);
-    const client = new SseRecorder(`${gw.url}${path(prefix)}`);
+    await f.js.addStream(stream, [`${prefix}.>`]);
+    const client = new SseRecorder(`${f.gw.url}${path(prefix)}`);
     clients.push(client);
     await waitUntil(() => client.opens >= 1, "the client to open");
     const before = await restarts();
     // Four watchdog periods of traffic the feed does not match.
     for (let i = 0; i < 120; i++) {
-      await js.publish(`${prefix}.busy`, `noise ${i}`);
+      await f.js.publish(`${prefix}.busy`, `noise ${i}`);
       await sleep(50);
     }
-    const quiet = await js.publish(`${prefix}.quiet.a`, "at last");
+    const quiet = await f.js.publish(`${prefix}.quiet.a`, "at last");
     await waitUntil(() => messageIds(client.events).includes(quiet), "the quiet message");
     expect(messageIds(client.events)).toEqual([quiet]);
     expect(await restarts()).toBe(before);
