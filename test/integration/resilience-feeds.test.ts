@@ -6,7 +6,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { TestJetStream } from "../support/jetstream";
-import { useNatsAndGateway } from "../support/natsGateway";
+import { useNatsAndGateway } from "./natsGateway";
 import { rawGet, SseRecorder } from "../support/sse-client";
 import {
   expectStrictlyIncreasing,

@@ -1,6 +1,7 @@
-import { startTestGateway, type TestGateway } from "./inProcessGateway";
-import { connectJetStream, type TestJetStream } from "./jetstream";
-import { startNats, type NatsHandle } from "./nats";
+// Jest-only (beforeAll/afterAll): kept beside the tests, out of the compiled test/support.
+import { startTestGateway, type TestGateway } from "../support/inProcessGateway";
+import { connectJetStream, type TestJetStream } from "../support/jetstream";
+import { startNats, type NatsHandle } from "../support/nats";
 
 /** What a describe block gets from {@link useNatsAndGateway}; set once its beforeAll ran. */
 export interface NatsAndGateway {
