@@ -162,6 +162,17 @@ const schema = z.object({
   HTTP_KEEP_ALIVE_TIMEOUT_MS: int(5_000, 100, 3_600_000),
   LOG_LEVEL: logLevel,
   DEMO: bool(false),
+  /**
+   * One CONSUMER span per batch a feed delivers, linked to each message's publisher span (its
+   * `traceparent` header). Only while tracing is on (an `OTEL_*` exporter). Default true.
+   */
+  TRACE_BATCHES: bool(true),
+  /**
+   * Spans waiting for export, per exporter; past it spans are dropped and counted
+   * (sse_trace_spans_dropped_total). 0 (the default) derives it: 2 × MAX_CONNECTIONS + 2048,
+   * room for every session ending at once (its request span and its catch-up span) and batches.
+   */
+  TRACE_QUEUE_SPANS: int(0, 0, 10_000_000),
 });
 
 /** The names of every setting, for documentation checks. */
@@ -244,4 +255,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     );
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(c);
+}
+
+/** TRACE_QUEUE_SPANS, or its derived default: 2 × MAX_CONNECTIONS + 2048 spans. */
+export function traceQueueSpans(c: Config): number {
+  return c.TRACE_QUEUE_SPANS > 0 ? c.TRACE_QUEUE_SPANS : 2 * c.MAX_CONNECTIONS + 2_048;
 }

@@ -125,6 +125,7 @@ export async function startGateway(
         heartbeatMs: config.FEED_HEARTBEAT_MS,
         watchdogMs: config.FEED_WATCHDOG_MS,
         windowCheckMs: config.WINDOW_CHECK_MS,
+        traceBatches: config.TRACE_BATCHES,
       },
       { js: b.js, jsm: b.jsm, resolver, metrics, log, nc: b.nc },
       // The stream went away: its clients come back (here or elsewhere) and get a reset

@@ -1,5 +1,5 @@
-import { ConfigError, loadConfig } from "./config";
-import { startGateway } from "./gateway";
+import { ConfigError, loadConfig, traceQueueSpans } from "./config";
+import { FLUSH_MS, startGateway } from "./gateway";
 import { createLogger } from "./telemetry/logger";
 import { createMetrics } from "./telemetry/metrics";
 import { startTracing } from "./telemetry/tracing";
@@ -17,8 +17,13 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger(config.LOG_LEVEL);
-  const stopTracing = startTracing(process.env);
-  const gateway = await startGateway(config, log, createMetrics());
+  const metrics = createMetrics();
+  const tracing = startTracing(process.env, {
+    queueSpans: traceQueueSpans(config),
+    metrics,
+    log,
+  });
+  const gateway = await startGateway(config, log, metrics);
 
   let signals = 0;
   const stop = (signal: NodeJS.Signals) => {
@@ -26,7 +31,10 @@ async function main(): Promise<void> {
       // Not a bare exit: that would drop every client without a `retry:`, and all of them
       // would reconnect to the other pods at the same moment.
       log.warn({ signal }, "second signal; closing every session now, then exiting");
-      void gateway.shutdownNow().finally(() => process.exit(1));
+      void gateway
+        .shutdownNow()
+        .then(() => tracing.shutdown(FLUSH_MS))
+        .finally(() => process.exit(1));
       return;
     }
     if (signals > 2) {
@@ -34,9 +42,14 @@ async function main(): Promise<void> {
       process.exit(1);
     }
     log.info({ signal }, "shutting down");
+    const began = performance.now();
     void gateway
       .shutdown()
-      .then(() => stopTracing())
+      // Spans get what is left of SHUTDOWN_TIMEOUT_MS: a hung collector cannot hold the pod
+      // past its grace period.
+      .then(() =>
+        tracing.shutdown(Math.max(0, config.SHUTDOWN_TIMEOUT_MS - (performance.now() - began))),
+      )
       .finally(() => process.exit(0));
   };
   process.on("SIGTERM", stop);

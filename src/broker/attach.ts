@@ -29,7 +29,18 @@ export interface AttachDeps {
   client?: string;
   /** `retry:` base for a session shed because JetStream calls are queued too deep (SHED_RETRY_MS). */
   shedRetryMs?: number;
+  /** Told each step of the catch-up (the session's span records them as events). */
+  onStep?: (step: CatchUpStep) => void;
 }
+
+/** A step of a session's catch-up, in the order they happen. */
+export type CatchUpStep =
+  | { type: "window"; after: number } // served from the feed's recent window, after `after`
+  | { type: "replay-start"; after?: number; since?: string } // a replay consumer starts
+  | { type: "replay-end"; delivered: number; stalled: boolean } // it stopped
+  | { type: "gap"; cursor: number; firstAvailable: number; missed: number } // a gap notice
+  | { type: "reset"; cursor: number; lastSequence: number } // a reset notice
+  | { type: "live"; lastSeq: number }; // caught up: live frames flow from here
 
 /**
  * Brings a session that has already joined its feed (so live frames are being held for it) up
@@ -70,7 +81,7 @@ async function catchUp(
   switch (start.kind) {
     case "new":
       session.lastSeq = feed.newFrom;
-      session.goLive();
+      goLive(session, deps);
       return;
     case "since":
       session.lastSeq = 0;
@@ -106,7 +117,7 @@ async function resume(
 ): Promise<void> {
   // Everything the feed sees after this point reaches the session (it joined the feed first).
   const seen = feed.lastSeq;
-  if (await fromWindow(session, feed, cursor)) return;
+  if (await fromWindow(session, feed, cursor, deps)) return;
   const state = known ?? (await api(() => deps.resolver.state(feed.stream)));
   let after = cursor;
   if (cursor > state.last) {
@@ -116,6 +127,7 @@ async function resume(
     // client's stream was already open.
     after = Math.min(state.last, seen);
     deps.metrics.notices.inc({ type: "reset" });
+    deps.onStep?.({ type: "reset", cursor, lastSequence: state.last });
     session.notice(
       encodeNotice(RESET_EVENT, after, { stream: feed.stream, cursor, lastSequence: state.last }),
       after,
@@ -125,6 +137,12 @@ async function resume(
     // with the oldest that remain.
     after = state.first - 1;
     deps.metrics.notices.inc({ type: "gap" });
+    deps.onStep?.({
+      type: "gap",
+      cursor,
+      firstAvailable: state.first,
+      missed: state.first - cursor - 1,
+    });
     session.notice(
       encodeNotice(GAP_EVENT, after, {
         stream: feed.stream,
@@ -137,7 +155,7 @@ async function resume(
   } else {
     session.lastSeq = cursor;
   }
-  if (await fromWindow(session, feed, after)) return;
+  if (await fromWindow(session, feed, after, deps)) return;
   await replayThenLive(session, feed, { afterSeq: after }, deps, api);
 }
 
@@ -150,16 +168,27 @@ async function resume(
  * `after()` is a snapshot, and live frames are held until `goLive`, so waiting here leaves no
  * gap and no duplicate.
  */
-async function fromWindow(session: Session, feed: Feed, cursor: number): Promise<boolean> {
+async function fromWindow(
+  session: Session,
+  feed: Feed,
+  cursor: number,
+  deps: AttachDeps,
+): Promise<boolean> {
   if (!feed.window.covers(cursor)) return false;
   session.lastSeq = Math.max(session.lastSeq ?? 0, cursor);
+  deps.onStep?.({ type: "window", after: session.lastSeq });
   for (const frame of feed.window.after(cursor)) {
     if (session.closed) return true;
     session.deliverReplayed(frame);
     if (session.congested) await session.writable();
   }
-  session.goLive();
+  goLive(session, deps);
   return true;
+}
+
+function goLive(session: Session, deps: AttachDeps): void {
+  session.goLive();
+  if (!session.closed) deps.onStep?.({ type: "live", lastSeq: session.lastSeq ?? 0 });
 }
 
 /**
@@ -196,6 +225,10 @@ async function replayThenLive(
     let stalled: boolean;
     try {
       if (session.closed) return;
+      deps.onStep?.({
+        type: "replay-start",
+        ...("afterSeq" in next ? { after: next.afterSeq } : { since: next.time.toISOString() }),
+      });
       const r = await replay(deps.js, session, {
         stream: feed.stream,
         filters: feed.filters,
@@ -206,6 +239,7 @@ async function replayThenLive(
         stallMs: deps.limiter.stallMs,
         api,
       });
+      deps.onStep?.({ type: "replay-end", delivered: r.delivered, stalled: r.stalled });
       deps.metrics.replayedEvents.inc(r.delivered);
       deps.metrics.eventsSent.inc({ path: "replay" }, r.delivered);
       positioned ||= r.delivered > 0;
@@ -216,7 +250,7 @@ async function replayThenLive(
     if (session.closed) return;
     if (stalled) await pause(session, deps.metrics);
     if (session.closed) return;
-    if (positioned && (await fromWindow(session, feed, session.lastSeq ?? 0))) return;
+    if (positioned && (await fromWindow(session, feed, session.lastSeq ?? 0, deps))) return;
     if (!stalled) {
       // Replayed to the end of the stream: everything newer is held live for the session.
       if (!reachedWindow) break;
@@ -225,7 +259,7 @@ async function replayThenLive(
     // Unpositioned (a time replay that delivered nothing yet): start from that time again.
     if (positioned) next = { afterSeq: session.lastSeq ?? 0 };
   }
-  session.goLive();
+  goLive(session, deps);
 }
 
 /** Waits, holding no replay slot, until a stalled session's socket drains (or it closes). */

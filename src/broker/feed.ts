@@ -10,6 +10,8 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "../telemetry/logger";
 import type { Metrics } from "../telemetry/metrics";
 import type { Batch, Frame, Session } from "../sse/session";
+import { tracingActive } from "../telemetry/tracing";
+import { BatchTrace } from "./batchTrace";
 import { frameOf } from "./frames";
 import type { StreamResolver } from "./streams";
 import {
@@ -50,6 +52,11 @@ export interface FeedOptions {
    * (FEED_HEARTBEAT_MS, default 2000). Missed heartbeats make the feed replace its consumer.
    */
   heartbeatMs?: number;
+  /**
+   * Record a CONSUMER span per delivered batch, linked to the publishers' spans (TRACE_BATCHES,
+   * default true); only while tracing is on. Default here false.
+   */
+  traceBatches?: boolean;
 }
 
 export interface FeedDeps {
@@ -116,6 +123,8 @@ export class Feed {
   /** A frame arrived since the last look (coalescing). */
   private arrived = false;
   private batchStart = 0;
+  /** The pending batch's trace (publisher links), while batches are traced. */
+  private batchTrace: BatchTrace | undefined;
   /** The stream's creation time when the feed started: a recreated stream differs. */
   private created = "";
   /** Set while a consumer nats.js recreated is checked; messages wait in `quarantine`. */
@@ -532,6 +541,7 @@ export class Feed {
     this.window.push(frame);
     this.updateWindowMetrics(this.window.size - size, this.window.bytes - bytes);
     this.deps.metrics.feedMessages.inc();
+    if (this.opts.traceBatches && tracingActive()) (this.batchTrace ??= new BatchTrace()).note(m);
     this.pending.push(frame);
     this.arrived = true;
     if (!this.flushScheduled) {
@@ -581,6 +591,17 @@ export class Feed {
       this.deps.metrics.eventsSent.inc({ path: "live" }, frames.length * live);
       this.deps.metrics.bytesSent.inc(buf.length * live);
     }
+    if (this.batchTrace && this.opts.traceBatches && tracingActive())
+      this.batchTrace.record({
+        stream: this.stream,
+        filters: this.filters,
+        firstSeq: batch.firstSeq,
+        lastSeq: batch.lastSeq,
+        messages: frames.length,
+        bytes: buf.length,
+        sessions: live,
+        arrivedAt: this.batchStart,
+      });
   }
 
   /**

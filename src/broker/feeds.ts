@@ -1,3 +1,4 @@
+import { ROOT_CONTEXT, context } from "@opentelemetry/api";
 import type { Session } from "../sse/session";
 import { Feed, type FeedDeps, type FeedHost, type FeedOptions } from "./feed";
 import {
@@ -125,7 +126,12 @@ export class FeedRegistry {
     let feed = this.feeds.get(key);
     if (!feed) {
       this.admitNewFeed();
-      feed = new Feed(key, stream, filters, this.opts, this.deps, this.host);
+      // Outside the request that happens to start it: the feed's work (its consumer, its logs,
+      // its batch spans) belongs to no one session's trace.
+      feed = context.with(
+        ROOT_CONTEXT,
+        () => new Feed(key, stream, filters, this.opts, this.deps, this.host),
+      );
       this.add(feed);
       const created = feed;
       created.ready.catch(() => this.forgetFeed(created));

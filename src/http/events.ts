@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Socket } from "node:net";
 import { JetStreamApiError } from "@nats-io/jetstream";
-import { SpanStatusCode, type Span } from "@opentelemetry/api";
-import { attach } from "../broker/attach";
+import { SpanKind, context, type Attributes } from "@opentelemetry/api";
+import { attach, type CatchUpStep } from "../broker/attach";
 import type { Feed } from "../broker/feed";
 import { ApiQueueFullError } from "../broker/apiLimiter";
 import { FeedLimitError, FeedRateError } from "../broker/feeds";
@@ -17,6 +18,7 @@ import { corsHeaders } from "./cors";
 import type { AppDeps } from "./deps";
 import { writeError, type ErrorCode } from "./errors";
 import { clientAddress, header, parseEventsUrl, type UrlError, type UrlLimits } from "./request";
+import { RequestSpan, redactQuery } from "./requestSpan";
 import { shed, type ShedReason } from "./shed";
 import { SSE_HEADERS } from "./sseHeaders";
 
@@ -56,11 +58,20 @@ export function eventsHandler(deps: AppDeps) {
     maxParams: deps.config.HTTP_MAX_QUERY_PARAMS,
   };
   return (req: IncomingMessage, res: ServerResponse): void => {
-    handle(req, res, deps, sessionOptions, urlLimits).catch((err: unknown) => {
-      deps.log.error({ err, url: req.url }, "events handler failed");
-      if (!res.headersSent) writeError(res, 500, "internal", "internal error");
-      else res.destroy();
-    });
+    const client = clientAddress(req, deps.config.TRUST_PROXY);
+    const rs = new RequestSpan(req, routeOf(req), client);
+    // The request's work runs with its span active: log lines carry its ids, and spans the
+    // work starts (the catch-up) are its children.
+    context.with(rs.context, () =>
+      handle(req, res, deps, sessionOptions, urlLimits, rs, client).catch((err: unknown) => {
+        deps.log.error({ err, url: redactUrl(req.url) }, "events handler failed");
+        rs.span.recordException(err as Error);
+        if (!res.headersSent) {
+          writeError(res, 500, "internal", "internal error");
+          rs.reject(500, "internal", "internal error");
+        } else res.destroy();
+      }),
+    );
   };
 }
 
@@ -70,12 +81,19 @@ async function handle(
   deps: AppDeps,
   sessionOptions: SessionOptions,
   urlLimits: UrlLimits,
+  rs: RequestSpan,
+  client: string,
 ): Promise<void> {
   const { config, metrics } = deps;
   const cors = corsHeaders(config.CORS_ORIGINS, header(req, "origin"));
   const reject = (status: number, code: ErrorCode, message: string) => {
     metrics.rejected.inc({ code });
     writeError(res, status, code, message, cors);
+    rs.reject(status, code, message);
+  };
+  const turnAway = (reason: ShedReason) => {
+    const answer = shed(req, res, deps, reason, cors);
+    rs.shed(reason, answer.status, answer.code);
   };
 
   const url = parseEventsUrl(req.url ?? "/events", urlLimits);
@@ -110,12 +128,11 @@ async function handle(
       start.error.message,
     );
 
-  if (deps.draining) return shed(req, res, deps, "draining", cors);
+  if (deps.draining) return turnAway("draining");
   const nats = deps.nats;
-  if (!nats || !nats.broker.connected()) return shed(req, res, deps, "nats-unavailable", cors);
-  const client = clientAddress(req, config.TRUST_PROXY);
+  if (!nats || !nats.broker.connected()) return turnAway("nats-unavailable");
   const refused = deps.sessions.admit(client);
-  if (refused) return shed(req, res, deps, refused, cors);
+  if (refused) return turnAway(refused);
 
   let stream: string;
   const session = new Session(res, sessionOptions);
@@ -125,7 +142,8 @@ async function handle(
   } catch (err) {
     deps.sessions.release(client);
     if (!res.headersSent && !res.destroyed)
-      answerLookupError(req, res, deps, err, filters.value, reject, cors);
+      answerLookupError(deps, err, filters.value, reject, turnAway);
+    else rs.end({ "sse.close_reason": "client" });
     return;
   }
   try {
@@ -144,7 +162,8 @@ async function handle(
           : "nats-unavailable";
     if (reason === "nats-unavailable")
       deps.log.warn({ err, stream, filters: filters.value }, "feed could not start");
-    if (!res.headersSent && !res.destroyed) shed(req, res, deps, reason, cors);
+    if (!res.headersSent && !res.destroyed) turnAway(reason);
+    else rs.end({ "sse.close_reason": "client" });
     return;
   }
   if (session.closed || deps.draining) {
@@ -153,29 +172,33 @@ async function handle(
     deps.sessions.release(client);
     // Still connected (the feed ended, or shutdown began): an answer that brings it back.
     if (!res.headersSent && !res.destroyed)
-      shed(req, res, deps, deps.draining ? "draining" : "nats-unavailable", cors);
+      turnAway(deps.draining ? "draining" : "nats-unavailable");
+    else rs.end({ "sse.close_reason": "client" });
     return;
   }
 
   res.writeHead(200, { ...cors, ...SSE_HEADERS });
   res.socket?.setNoDelay(true);
   session.control(encodeRetry(config.RETRY_MS));
-  const span = tracer().startSpan("sse.session", {
-    attributes: {
-      "messaging.system": "nats",
-      "messaging.destination.name": filters.value.join(","),
-      "sse.stream": stream,
-      "sse.start": start.value.kind,
-      ...cursorAttributes(start.value),
-    },
-  });
-  const tracked: Tracked = { feed, span, client };
+  if (rs.recording) rs.span.setAttributes(sessionAttributes(filters.value, stream, start.value));
+  const tracked: Tracked = {
+    feed,
+    rs,
+    client,
+    socket: res.socket ?? undefined,
+    bytesBefore: res.socket?.bytesWritten ?? 0,
+    catchUp: "none",
+    replayed: 0,
+  };
   session.meta = tracked;
   deps.metrics.sessions.inc();
   deps.metrics.sessionsOpened.inc({ start: start.value.kind });
   deps.sessions.add(session);
+  deps.log.debug({ stream, filters: filters.value, start: start.value.kind }, "session opened");
   if (session.closed) return untrack(session, session.closeReason ?? "client", deps);
 
+  // The catch-up (admission to live) as a child span: how long a resume took, and how.
+  const catchUp = tracer().startSpan(`catch-up ${stream}`, { kind: SpanKind.INTERNAL });
   try {
     await attach(session, feed, start.value, {
       js: nats.broker.js,
@@ -187,24 +210,50 @@ async function handle(
       replayBatch: config.REPLAY_BATCH,
       client,
       shedRetryMs: config.SHED_RETRY_MS,
+      onStep: (step) => recordStep(tracked, step),
     });
   } catch (err) {
+    catchUp.recordException(err as Error);
+    catchUp.setAttribute("error.type", "replay-failed");
     if (session.closed) return;
     const full = err instanceof ReplayQueueFullError;
-    span.recordException(err as Error);
-    span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+    rs.span.recordException(err as Error);
     deps.log.warn({ err, stream, filters: filters.value }, "catch-up failed; closing the session");
     // The client resumes from its last event, on this pod or another.
     session.close(full ? "replay-queue-full" : "replay-failed", jitter(config.SHED_RETRY_MS));
+  } finally {
+    catchUp.setAttributes({
+      "sse.catch_up": tracked.catchUp,
+      "sse.replayed_events": tracked.replayed,
+    });
+    if (session.closed && session.closeReason !== undefined)
+      catchUp.setAttribute("sse.close_reason", session.closeReason);
+    catchUp.end();
   }
 }
 
 /** What the route keeps with an open session (`session.meta`) for its clean-up. */
 interface Tracked {
   feed: Feed;
-  span: Span;
+  rs: RequestSpan;
   client: string;
+  /** Read at the close: bytes written for this stream, HTTP headers and chunk framing included. */
+  socket: Socket | undefined;
+  /** The socket's bytes written before the stream (a kept-alive socket's earlier answers). */
+  bytesBefore: number;
+  /** How the session caught up: nothing to catch up, from the window, or by replay. */
+  catchUp: "none" | "window" | "replay";
+  replayed: number;
 }
+
+/** Close reasons that mean the gateway cut the session short: `error.type` on its span. */
+const ERROR_CLOSES: ReadonlySet<CloseReason> = new Set<CloseReason>([
+  "slow",
+  "feed-ended",
+  "replay-failed",
+  "replay-queue-full",
+  "api-queue-full",
+]);
 
 /** The clean-up of an open session, however it closed. Runs once per tracked session. */
 function untrack(session: Session, reason: CloseReason, deps: AppDeps): void {
@@ -216,9 +265,79 @@ function untrack(session: Session, reason: CloseReason, deps: AppDeps): void {
   deps.nats?.feeds.leave(t.feed, session);
   deps.metrics.sessions.dec();
   deps.metrics.sessionsClosed.inc({ reason });
-  t.span.setAttributes({ "sse.close_reason": reason, "sse.events": session.events });
-  if (session.lastSeq !== undefined) t.span.setAttribute("sse.last_seq", session.lastSeq);
-  t.span.end();
+  const bytes = Math.max(0, (t.socket?.bytesWritten ?? t.bytesBefore) - t.bytesBefore);
+  context.with(t.rs.context, () =>
+    deps.log.debug({ reason, events: session.events, bytes }, "session closed"),
+  );
+  if (!t.rs.recording) return t.rs.end();
+  const attrs: Attributes = {
+    "sse.close_reason": reason,
+    "sse.events": session.events,
+    "sse.bytes_sent": bytes,
+    "sse.catch_up": t.catchUp,
+    "sse.replayed_events": t.replayed,
+  };
+  if (session.lastSeq !== undefined) attrs["sse.last_seq"] = session.lastSeq;
+  if (ERROR_CLOSES.has(reason)) attrs["error.type"] = reason;
+  t.rs.end(attrs);
+}
+
+/** A catch-up step: an event on the session's span, and the session's summary. */
+function recordStep(t: Tracked, step: CatchUpStep): void {
+  switch (step.type) {
+    case "window":
+      if (t.catchUp === "none") t.catchUp = "window";
+      break;
+    case "replay-start":
+      t.catchUp = "replay";
+      break;
+    case "replay-end":
+      t.replayed += step.delivered;
+      break;
+    default:
+      break;
+  }
+  if (!t.rs.recording) return;
+  const { type, ...fields } = step;
+  const attrs: Attributes = {};
+  for (const [k, v] of Object.entries(fields)) if (v !== undefined) attrs[`sse.${snake(k)}`] = v;
+  t.rs.span.addEvent(`sse.${type.replace("-", ".")}`, attrs);
+}
+
+const snake = (k: string) => k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+/** The stream's attributes (messaging conventions), set when the 200 is sent. */
+function sessionAttributes(
+  filters: readonly string[],
+  stream: string,
+  start: StartPosition,
+): Attributes {
+  const attrs: Attributes = {
+    "http.response.status_code": 200,
+    "messaging.system": "nats",
+    "messaging.operation.type": "receive",
+    "messaging.destination.name": filters.length === 1 ? (filters[0] as string) : [...filters],
+    "sse.stream": stream,
+    "sse.start": start.kind,
+    ...cursorAttributes(start),
+  };
+  const templates = filters.filter((f) => f.includes("*") || f.includes(">"));
+  if (templates.length > 0)
+    attrs["messaging.destination.template"] =
+      templates.length === 1 ? (templates[0] as string) : templates;
+  return attrs;
+}
+
+/** `http.route`: the path template the request matched. */
+function routeOf(req: IncomingMessage): string {
+  const url = req.url ?? "";
+  return url.length > 8 && url[7] === "/" && url[8] !== "?" ? "/events/{subject}" : "/events";
+}
+
+/** The request URL as logs may show it: token-carrying query values redacted. */
+function redactUrl(url: string | undefined): string | undefined {
+  const q = url?.indexOf("?") ?? -1;
+  return url === undefined || q < 0 ? url : `${url.slice(0, q)}?${redactQuery(url.slice(q + 1))}`;
 }
 
 function cursorAttributes(start: StartPosition): Record<string, number | string> {
@@ -242,13 +361,11 @@ function cursorAttributes(start: StartPosition): Record<string, number | string>
  * and their subjects, which are not the client's business. The details go to the debug log.
  */
 function answerLookupError(
-  req: IncomingMessage,
-  res: ServerResponse,
   deps: AppDeps,
   err: unknown,
   filters: readonly string[],
   reject: (status: number, code: ErrorCode, message: string) => void,
-  cors: Record<string, string>,
+  turnAway: (reason: ShedReason) => void,
 ): void {
   const asked =
     filters.length === 1
@@ -277,7 +394,7 @@ function answerLookupError(
       return refuse(400, "malformed_subject", `JetStream does not accept ${asked} as a filter`);
   }
   // A full API queue is expected under a flood of new subjects: counted, not logged per request.
-  if (err instanceof ApiQueueFullError) return shed(req, res, deps, "jetstream-busy", cors);
+  if (err instanceof ApiQueueFullError) return turnAway("jetstream-busy");
   deps.log.warn({ err }, "stream lookup failed; shedding the request");
-  shed(req, res, deps, "nats-unavailable", cors);
+  turnAway("nats-unavailable");
 }

@@ -47,17 +47,24 @@ export function shed(
   deps: AppDeps,
   reason: ShedReason,
   headers: Record<string, string>,
-): void {
+): ShedAnswer {
   deps.metrics.shed.inc({ reason });
   const retryMs = jitter(deps.config.SHED_RETRY_MS);
+  const [status, code, message] = ANSWERS[reason];
   if ((header(req, "accept") ?? "").includes("text/event-stream")) {
     res.writeHead(200, { ...headers, ...SSE_HEADERS });
     res.end(Buffer.concat([encodeRetry(retryMs), encodeComment(reason)]));
-    return;
+    return { status: 200, code };
   }
-  const [status, code, message] = ANSWERS[reason];
   writeError(res, status, code, message, {
     ...headers,
     "Retry-After": String(Math.max(1, Math.ceil(retryMs / 1000))),
   });
+  return { status, code };
+}
+
+/** What a shed request was answered: the status sent, and the error code of its reason. */
+export interface ShedAnswer {
+  status: number;
+  code: ErrorCode;
 }

@@ -191,6 +191,27 @@ export function createMetrics(registry = new Registry(), withDefaults = true) {
       labelNames: ["reason"] as const,
       registers: r,
     }),
+    traceSpansDropped: new Counter({
+      name: "sse_trace_spans_dropped_total",
+      help: "Trace spans lost, by reason: queue-full (TRACE_QUEUE_SPANS), export-failed (the collector refused or did not answer in time), shutdown (still queued when the shutdown budget ran out)",
+      labelNames: ["reason"] as const,
+      registers: r,
+    }),
+    traceSpansExported: new Counter({
+      name: "sse_trace_spans_exported_total",
+      help: "Trace spans the collector accepted",
+      registers: r,
+    }),
+    traceQueueSpans: new Gauge({
+      name: "sse_trace_queue_spans",
+      help: "Trace spans waiting for export (bounded by sse_trace_queue_spans_max)",
+      registers: r,
+    }),
+    traceQueueSpansMax: new Gauge({
+      name: "sse_trace_queue_spans_max",
+      help: "Trace spans the export queue holds: TRACE_QUEUE_SPANS, or derived from MAX_CONNECTIONS; 0 while tracing is off",
+      registers: r,
+    }),
     httpErrors: new Counter({
       name: "sse_http_errors_total",
       help: "Requests answered with a JSON error before any route saw them (unparsable, too slow, headers too large, Expect, CONNECT, no Host), by error code",
