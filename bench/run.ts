@@ -1,18 +1,25 @@
 /**
  * `make bench`: the gateway's benchmarks, each printing its figures (never asserting them).
  *
- *   npm run bench -- [fanout] [memory] [storm] [deep] [--clients 2000,10000] [--messages 100]
- *                    [--rounds 5] [--storm-clients 5000] [--storm-spread 3000] [--deep 100000]
+ *   npm run bench -- [fanout] [tracing] [memory] [storm] [deep] [--clients 2000,10000]
+ *                    [--messages 100] [--rounds 7] [--tracing-clients 2000] [--storm-clients 5000]
+ *                    [--storm-spread 3000] [--deep 100000] [--workers 2]
+ *
+ * No scenario named: all of them. `tracing` is the gateway's fan-out with OpenTelemetry tracing
+ * off, on, off, on (OTLP/HTTP to a local sink process; every message carries a W3C traceparent
+ * in both modes), medians per mode and the on/off ratios.
  *
  * Everything runs on 127.0.0.1: one nats-server, the server under test in its own process, and
  * load clients in their own processes (raw sockets; HTTP chunking and SSE decoded for real).
  */
+import { randomBytes } from "node:crypto";
 import os from "node:os";
 import { jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
 import { startNats, type NatsHandle } from "../test/support/nats";
 import { freePort } from "../test/support/ports";
 import { median, nowMs } from "./lib/histogram";
+import { forkOtlpSink, type SinkCounts } from "./lib/otlpSink";
 import { LoadPool } from "./lib/pool";
 import { cpuMs, rss, sleep, startServer, type ServerProc } from "./lib/procs";
 
@@ -25,6 +32,7 @@ const chosen = args.filter((a, i) => !a.startsWith("--") && !(args[i - 1] ?? "")
 const want = (name: string) => chosen.length === 0 || chosen.includes(name);
 
 const CLIENTS = opt("clients", "2000,10000").split(",").map(Number);
+const TRACING_CLIENTS = opt("tracing-clients", "2000").split(",").map(Number);
 const MESSAGES = Number(opt("messages", "100"));
 const ROUNDS = Number(opt("rounds", "7"));
 const WARMUP = 2;
@@ -85,17 +93,33 @@ async function startKind(
   );
 }
 
-/** Publishes `count` messages as fast as JetStream takes them (pipelined), returns the last seq. */
+/** A valid W3C trace context, random for every call: `00-<trace id>-<parent id>-01` (sampled). */
+function randomTraceparent(): string {
+  const hex = randomBytes(24).toString("hex");
+  return `00-${hex.slice(0, 32)}-${hex.slice(32)}-01`;
+}
+
+/**
+ * Publishes `count` messages as fast as JetStream takes them (pipelined), returns the last seq.
+ * With `traceparent`, every message carries a `traceparent` header of its own.
+ */
 async function publishBurst(
   js: JetStreamClient,
   subject: string,
   count: number,
   round: number,
+  traceparent = false,
 ): Promise<number> {
   const pad = "x".repeat(48);
   const acks = [];
-  for (let i = 0; i < count; i++)
-    acks.push(js.publish(subject, `t=${nowMs()};r=${round};i=${i};${pad}`));
+  for (let i = 0; i < count; i++) {
+    const payload = `t=${nowMs()};r=${round};i=${i};${pad}`;
+    if (traceparent) {
+      const h = headers();
+      h.set("traceparent", randomTraceparent());
+      acks.push(js.publish(subject, payload, { headers: h }));
+    } else acks.push(js.publish(subject, payload));
+  }
   const done = await Promise.all(acks);
   return Math.max(...done.map((a) => a.seq));
 }
@@ -108,69 +132,119 @@ async function fill(js: JetStreamClient, subject: string, count: number): Promis
   return last;
 }
 
+/** The measured rounds of one fan-out run (one server process, WARMUP + ROUNDS bursts). */
+interface FanoutRun {
+  clients: number;
+  rates: number[];
+  p50s: number[];
+  p99s: number[];
+  /** Clients that got their whole burst, summed over the measured rounds. */
+  complete: number;
+  /** CPU of the server, and of the load clients, over the measured rounds, in ms. */
+  cpu: number;
+  clientCpu: number;
+}
+
+interface FanoutRow {
+  rate: number;
+  p50: number;
+  p99: number;
+  complete: string;
+  cpu: number;
+  clientCpu: number;
+}
+
+/**
+ * Starts `kind` (with `extra` env), opens `clients` connections on `subject`, publishes
+ * WARMUP + ROUNDS bursts of MESSAGES and stops the server again (so, for the gateway, whatever it
+ * flushes at shutdown has been flushed when this returns).
+ */
+async function measureFanout(
+  ctx: Ctx,
+  kind: Kind,
+  clients: number,
+  subject: string,
+  extra: Record<string, string> = {},
+  traceparent = false,
+): Promise<FanoutRun> {
+  const server = await startKind(kind, ctx, subject, extra);
+  const pool = new LoadPool(WORKERS);
+  try {
+    const opened = await pool.open(
+      server.port,
+      `/events/${subject}`,
+      new Array(clients).fill(null),
+      256,
+    );
+    if (opened.ok !== clients)
+      throw new Error(
+        `${kind}: only ${opened.ok} of ${clients} connected: ${JSON.stringify(opened.statuses)}`,
+      );
+    await sleep(500);
+    const run: FanoutRun = {
+      clients,
+      rates: [],
+      p50s: [],
+      p99s: [],
+      complete: 0,
+      cpu: 0,
+      clientCpu: 0,
+    };
+    const pid = server.child.pid as number;
+    for (let r = 1; r <= WARMUP + ROUNDS; r++) {
+      const waiting = pool.round(r, MESSAGES, 120_000);
+      const cpu0 = cpuMs(pid);
+      const clientCpu0 = pool.cpuMs();
+      const t0 = nowMs();
+      await publishBurst(ctx.js, subject, MESSAGES, r, traceparent);
+      const res = await waiting;
+      if (r <= WARMUP) continue; // warm-up: JIT, consumer pulls, socket buffers
+      run.cpu += cpuMs(pid) - cpu0;
+      run.clientCpu += pool.cpuMs() - clientCpu0;
+      run.complete += res.complete;
+      run.rates.push(res.deliveries / ((res.lastAt - t0) / 1000));
+      run.p50s.push(res.hist.percentile(0.5));
+      run.p99s.push(res.hist.percentile(0.99));
+      await sleep(200);
+    }
+    return run;
+  } finally {
+    pool.close();
+    await server.stop();
+  }
+}
+
+/** Medians over every measured round of `runs` (runs of one mode), CPU summed over them all. */
+function fanoutRow(runs: FanoutRun[]): FanoutRow {
+  const clients = runs[0]?.clients ?? 0;
+  const deliveries = clients * MESSAGES * ROUNDS * runs.length;
+  return {
+    rate: median(runs.flatMap((r) => r.rates)),
+    p50: median(runs.flatMap((r) => r.p50s)),
+    p99: median(runs.flatMap((r) => r.p99s)),
+    complete: `${runs.reduce((n, r) => n + r.complete, 0)}/${clients * ROUNDS * runs.length}`,
+    // Server CPU per delivery: what the server itself spends, whatever the load clients cost.
+    cpu: (runs.reduce((n, r) => n + r.cpu, 0) * 1000) / deliveries,
+    clientCpu: (runs.reduce((n, r) => n + r.clientCpu, 0) * 1000) / deliveries,
+  };
+}
+
+/** One fan-out result line; the per-round rates of separate runs are divided by ` | `. */
+function fanoutLine(label: string, row: FanoutRow, runs: FanoutRun[]): string {
+  const perRound = runs.map((r) => r.rates.map((x) => fmt(x)).join(", ")).join(" | ");
+  return `${label.padEnd(8)} deliveries/s ${fmt(row.rate).padStart(12)}   p50 ${fmt(row.p50, 1).padStart(8)} ms   p99 ${fmt(row.p99, 1).padStart(8)} ms   server CPU ${fmt(row.cpu, 2)} µs/delivery (clients ${fmt(row.clientCpu, 2)})   rounds complete ${row.complete}   (per round: ${perRound})`;
+}
+
 async function fanout(ctx: Ctx, clients: number): Promise<void> {
   const subject = "bench.fanout";
   log(
     `\n## Fan-out: ${fmt(clients)} clients on one subject, bursts of ${MESSAGES} messages, ${ROUNDS} rounds (+${WARMUP} warm-up)`,
   );
-  const rows: Record<
-    string,
-    { rate: number; p50: number; p99: number; complete: string; cpu: number; clientCpu: number }
-  > = {};
+  const rows: Record<string, FanoutRow> = {};
   for (const kind of ["gateway", "naive", "ideal"] as const) {
-    const server = await startKind(kind, ctx, subject);
-    const pool = new LoadPool(WORKERS);
-    try {
-      const opened = await pool.open(
-        server.port,
-        `/events/${subject}`,
-        new Array(clients).fill(null),
-        256,
-      );
-      if (opened.ok !== clients)
-        throw new Error(
-          `${kind}: only ${opened.ok} of ${clients} connected: ${JSON.stringify(opened.statuses)}`,
-        );
-      await sleep(500);
-      const rates: number[] = [];
-      const p50s: number[] = [];
-      const p99s: number[] = [];
-      let complete = 0;
-      let cpu = 0;
-      let clientCpu = 0;
-      const pid = server.child.pid as number;
-      for (let r = 1; r <= WARMUP + ROUNDS; r++) {
-        const waiting = pool.round(r, MESSAGES, 120_000);
-        const cpu0 = cpuMs(pid);
-        const clientCpu0 = pool.cpuMs();
-        const t0 = nowMs();
-        await publishBurst(ctx.js, subject, MESSAGES, r);
-        const res = await waiting;
-        if (r <= WARMUP) continue; // warm-up: JIT, consumer pulls, socket buffers
-        cpu += cpuMs(pid) - cpu0;
-        clientCpu += pool.cpuMs() - clientCpu0;
-        complete += res.complete;
-        rates.push(res.deliveries / ((res.lastAt - t0) / 1000));
-        p50s.push(res.hist.percentile(0.5));
-        p99s.push(res.hist.percentile(0.99));
-        await sleep(200);
-      }
-      rows[kind] = {
-        rate: median(rates),
-        p50: median(p50s),
-        p99: median(p99s),
-        complete: `${complete}/${clients * ROUNDS}`,
-        // Server CPU per delivery: what the server itself spends, whatever the load clients cost.
-        cpu: (cpu * 1000) / (clients * MESSAGES * ROUNDS),
-        clientCpu: (clientCpu * 1000) / (clients * MESSAGES * ROUNDS),
-      };
-      log(
-        `${kind.padEnd(8)} deliveries/s ${fmt(rows[kind].rate).padStart(12)}   p50 ${fmt(rows[kind].p50, 1).padStart(8)} ms   p99 ${fmt(rows[kind].p99, 1).padStart(8)} ms   server CPU ${fmt(rows[kind].cpu, 2)} µs/delivery (clients ${fmt(rows[kind].clientCpu, 2)})   rounds complete ${rows[kind].complete}   (per round: ${rates.map((x) => fmt(x)).join(", ")})`,
-      );
-    } finally {
-      pool.close();
-      await server.stop();
-    }
+    const run = await measureFanout(ctx, kind, clients, subject);
+    rows[kind] = fanoutRow([run]);
+    log(fanoutLine(kind, rows[kind], [run]));
     await sleep(500);
   }
   const g = rows.gateway;
@@ -180,6 +254,72 @@ async function fanout(ctx: Ctx, clients: number): Promise<void> {
     log(
       `ratios: gateway/naive deliveries ${fmt(g.rate / n.rate, 2)}x (target >= 3)   gateway/ideal ${fmt(g.rate / i.rate, 2)}x (target >= 0.8)   p99 gateway/naive ${fmt(g.p99 / n.p99, 2)}x (target <= 0.5)`,
     );
+}
+
+/**
+ * The gateway's fan-out with tracing off and on: runs off, on, off, on (separate processes, so
+ * rounds cannot interleave; the pairs keep drift from favouring one mode), medians per mode.
+ * Every message carries a `traceparent` in both modes: the only difference is the gateway's
+ * tracing. Spans go over OTLP/HTTP (protobuf) to a sink in a process of its own.
+ */
+async function tracing(ctx: Ctx, clients: number): Promise<void> {
+  log(
+    `\n## Tracing: gateway fan-out with tracing off and on (OTLP/HTTP to a local sink, always_on, TRACE_BATCHES=true), ${fmt(clients)} clients, bursts of ${MESSAGES} messages with a traceparent each, ${ROUNDS} rounds (+${WARMUP} warm-up) per run, runs off, on, off, on`,
+  );
+  const sink = await forkOtlpSink();
+  try {
+    const env: Record<"off" | "on", Record<string, string>> = {
+      // Off whatever OTEL_* variables the bench itself was started with.
+      off: { OTEL_SDK_DISABLED: "true" },
+      on: {
+        OTEL_SDK_DISABLED: "false",
+        OTEL_TRACES_EXPORTER: "otlp",
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `${sink.url}/v1/traces`,
+        OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
+        OTEL_TRACES_SAMPLER: "always_on",
+        TRACE_BATCHES: "true",
+        // The Node SDK also starts OTLP metric and log exporters unless told not to (to
+        // localhost:4318 by default): only tracing is measured here.
+        OTEL_METRICS_EXPORTER: "none",
+        OTEL_LOGS_EXPORTER: "none",
+      },
+    };
+    const runs: Record<"off" | "on", FanoutRun[]> = { off: [], on: [] };
+    const sent: Record<"off" | "on", SinkCounts> = {
+      off: { requests: 0, bytes: 0, other: 0 },
+      on: { requests: 0, bytes: 0, other: 0 },
+    };
+    let n = 0;
+    for (let pair = 0; pair < 2; pair++)
+      for (const mode of ["off", "on"] as const) {
+        const before = await sink.counts();
+        // A subject of its own per run: every run's feed starts from the same (empty) subject.
+        const subject = `bench.tracing.c${clients}.r${++n}`;
+        runs[mode].push(await measureFanout(ctx, "gateway", clients, subject, env[mode], true));
+        // The gateway has stopped, so its last spans have been flushed to the sink.
+        const after = await sink.counts();
+        sent[mode].requests += after.requests - before.requests;
+        sent[mode].bytes += after.bytes - before.bytes;
+        sent[mode].other += after.other - before.other;
+        await sleep(500);
+      }
+    const off = fanoutRow(runs.off);
+    const on = fanoutRow(runs.on);
+    log(fanoutLine("off", off, runs.off));
+    log(fanoutLine("on", on, runs.on));
+    log(`spans exported: ${fmt(sent.on.requests)} requests, ${fmt(sent.on.bytes / 1024, 1)} kB`);
+    if (sent.off.requests + sent.off.other > 0)
+      log(
+        `note: the sink got ${sent.off.requests + sent.off.other} requests while tracing was off`,
+      );
+    if (sent.on.other > 0)
+      log(`note: the sink got ${sent.on.other} requests other than POST /v1/traces`);
+    log(
+      `tracing on/off: deliveries ${fmt(on.rate / off.rate, 2)}x (target >= 0.8)   server CPU per delivery ${fmt(on.cpu / off.cpu, 2)}x   p99 ${fmt(on.p99 / off.p99, 2)}x`,
+    );
+  } finally {
+    await sink.close();
+  }
 }
 
 async function memory(ctx: Ctx, clients: number): Promise<void> {
@@ -326,6 +466,7 @@ async function main(): Promise<void> {
   const ctx: Ctx = { nats, nc, js: jetstream(nc) };
   try {
     if (want("fanout")) for (const n of CLIENTS) await fanout(ctx, n);
+    if (want("tracing")) for (const n of TRACING_CLIENTS) await tracing(ctx, n);
     if (want("memory")) await memory(ctx, Math.max(...CLIENTS));
     if (want("storm")) {
       await storm(ctx, "bench.storm", "");
