@@ -14,12 +14,11 @@ export function createLogger(level: string, destination?: pino.DestinationStream
   return destination ? pino(options, destination) : pino(options);
 }
 
-const NONE = Object.freeze({});
-
 /** The active span's ids, in the field names the OpenTelemetry log data model uses. */
 export function traceIds(): Record<string, string> {
   const ctx = trace.getActiveSpan()?.spanContext();
-  if (!ctx || !trace.isSpanContextValid(ctx)) return NONE;
+  // A fresh object every time: pino merges the line's own fields into it.
+  if (!ctx || !trace.isSpanContextValid(ctx)) return {};
   return {
     trace_id: ctx.traceId,
     span_id: ctx.spanId,

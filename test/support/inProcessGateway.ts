@@ -1,7 +1,7 @@
 import { Registry } from "prom-client";
 import { loadConfig } from "../../src/config";
 import { startGateway, type Gateway } from "../../src/gateway";
-import { createLogger } from "../../src/telemetry/logger";
+import { createLogger, type Logger } from "../../src/telemetry/logger";
 import { createMetrics } from "../../src/telemetry/metrics";
 
 export interface TestGateway {
@@ -21,6 +21,7 @@ export interface TestGateway {
 export async function startTestGateway(
   natsUrl: string,
   env: Record<string, string> = {},
+  opts: { log?: Logger } = {},
 ): Promise<TestGateway> {
   const config = loadConfig({
     PORT: "0",
@@ -34,7 +35,8 @@ export async function startTestGateway(
     ...env,
   });
   const metrics = createMetrics(new Registry(), false);
-  const gateway = await startGateway(config, createLogger(config.LOG_LEVEL), metrics);
+  const log = opts.log ?? createLogger(config.LOG_LEVEL);
+  const gateway = await startGateway(config, log, metrics);
   await gateway.natsReady;
   return {
     url: `http://127.0.0.1:${gateway.port}`,
