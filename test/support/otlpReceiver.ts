@@ -135,7 +135,7 @@ export async function startOtlpReceiver(
       closing ??= new Promise<void>((resolve, reject) => {
         for (const w of waiters) w.abort("receiver closed");
         server.close((err) => (err ? reject(err) : resolve()));
-        // server.close() waits for open connections, and a hung request's never ends.
+        // server.close() waits for open connections, and a hung request's connection never ends.
         for (const socket of sockets) socket.destroy();
       });
       return closing;
