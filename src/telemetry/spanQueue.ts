@@ -45,6 +45,8 @@ export class SpanQueue implements SpanProcessor {
   private queue: ReadableSpan[] = [];
   private timer: NodeJS.Timeout | undefined;
   private exporting: Promise<void> | undefined;
+  /** The batch being exported; `settled` once it has been counted (exported or dropped). */
+  private inFlight: { spans: number; settled: boolean } | undefined;
   private stopped = false;
   private readonly maxBatch: number;
   private readonly delayMs: number;
@@ -91,6 +93,11 @@ export class SpanQueue implements SpanProcessor {
       else if (this.queue.length > 0) this.exportNext(Math.min(left, this.exportTimeoutMs));
       else return true;
     }
+    if (final && this.inFlight && !this.inFlight.settled) {
+      // The process exits before the collector answers: that batch is lost too.
+      this.inFlight.settled = true;
+      this.opts.onDropped?.(this.inFlight.spans, "shutdown");
+    }
     if (final && this.queue.length > 0) {
       this.opts.onDropped?.(this.queue.length, "shutdown");
       this.queue = [];
@@ -135,14 +142,19 @@ export class SpanQueue implements SpanProcessor {
   private exportNext(timeoutMs: number): void {
     const spans = this.queue.splice(0, this.maxBatch);
     this.opts.onQueued?.(this.queue.length);
+    const batch = { spans: spans.length, settled: false };
+    this.inFlight = batch;
     const done = new Promise<void>((resolve) => {
-      let settled = false;
+      let answered = false;
       const settle = (ok: boolean) => {
-        if (settled) return;
-        settled = true;
+        if (answered) return;
+        answered = true;
         clearTimeout(timer);
-        if (ok) this.opts.onExported?.(spans.length);
-        else this.opts.onDropped?.(spans.length, "export-failed");
+        if (!batch.settled) {
+          batch.settled = true;
+          if (ok) this.opts.onExported?.(spans.length);
+          else this.opts.onDropped?.(spans.length, "export-failed");
+        }
         resolve();
       };
       // A hung collector must not hold the queue (or the shutdown) longer than this.
@@ -156,6 +168,7 @@ export class SpanQueue implements SpanProcessor {
     });
     this.exporting = done.then(() => {
       this.exporting = undefined;
+      if (this.inFlight === batch) this.inFlight = undefined;
       if (this.queue.length > 0 && !this.stopped) this.schedule();
     });
   }

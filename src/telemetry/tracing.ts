@@ -116,8 +116,10 @@ export function startTracing(
   );
 
   let done: Promise<void> | undefined;
-  const shutdown = (withinMs: number) =>
-    (done ??= (async () => {
+  // The first call sets the flush's budget; any call (a second signal's, shorter) resolves
+  // within its own `withinMs` whatever the first one still waits for.
+  const shutdown = (withinMs: number) => {
+    done ??= (async () => {
       active = false;
       const start = performance.now();
       const emptied = await Promise.all(queues.map((q) => q.shutdownWithin(withinMs)));
@@ -128,7 +130,9 @@ export function startTracing(
       trace.disable();
       context.disable();
       propagation.disable();
-    })());
+    })();
+    return Promise.race([done, sleep(withinMs)]);
+  };
   return { enabled: true, exporters: named.map(([n]) => n), shutdown };
 }
 
