@@ -154,6 +154,22 @@ describe("export over OTLP/HTTP", () => {
     expect(spans.find((s) => s.traceId === traceId && server(s))?.parentSpanId).toBe(parentId);
   });
 
+  it("tracing - OTEL_TRACES_EXPORTER=console prints each span on stdout, for local debugging", async () => {
+    const r = await receiver();
+    const gw = await gateway(r, { OTEL_TRACES_EXPORTER: "console", LOG_LEVEL: "info" });
+    const { subject } = await subjectOnNewStream("console");
+    const traceId = hex(16);
+    await readSseFor(`${gw.url}/events/${subject}`, 200, {
+      traceparent: `00-${traceId}-${hex(8)}-01`,
+    });
+    await waitUntil(
+      () => gw.logs().includes(traceId) && gw.logs().includes("GET /events/{subject}"),
+      "the request span on stdout",
+    );
+    // The console exporter replaces OTLP: nothing reached the collector.
+    expect(r.requests).toBe(0);
+  });
+
   it("tracing - OTEL_SDK_DISABLED=true and OTEL_TRACES_SAMPLER=always_off export nothing", async () => {
     const r = await receiver();
     const off = await gateway(r, { OTEL_SDK_DISABLED: "true" });
