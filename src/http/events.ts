@@ -59,10 +59,8 @@ export function eventsHandler(deps: AppDeps) {
   };
   return (req: IncomingMessage, res: ServerResponse): void => {
     const client = clientAddress(req, deps.config.TRUST_PROXY);
-    const rs = new RequestSpan(req, routeOf(req), client);
-    // The request's work runs with its span active: log lines carry its ids, and spans the
-    // work starts (the catch-up) are its children.
-    context.with(rs.context, () =>
+    const rs = RequestSpan.start(req, routeOf(req), client);
+    const run = () =>
       handle(req, res, deps, sessionOptions, urlLimits, rs, client).catch((err: unknown) => {
         deps.log.error({ err, url: redactUrl(req.url) }, "events handler failed");
         rs.span.recordException(err as Error);
@@ -70,8 +68,11 @@ export function eventsHandler(deps: AppDeps) {
           writeError(res, 500, "internal", "internal error");
           rs.reject(500, "internal", "internal error");
         } else res.destroy();
-      }),
-    );
+      });
+    // The request's work runs with its span active: log lines carry its ids, and spans the
+    // work starts (the catch-up) are its children.
+    if (rs.recording) context.with(rs.context, run);
+    else void run();
   };
 }
 
@@ -194,11 +195,14 @@ async function handle(
   deps.metrics.sessions.inc();
   deps.metrics.sessionsOpened.inc({ start: start.value.kind });
   deps.sessions.add(session);
-  deps.log.debug({ stream, filters: filters.value, start: start.value.kind }, "session opened");
+  if (deps.log.isLevelEnabled("debug"))
+    deps.log.debug({ stream, filters: filters.value, start: start.value.kind }, "session opened");
   if (session.closed) return untrack(session, session.closeReason ?? "client", deps);
 
   // The catch-up (admission to live) as a child span: how long a resume took, and how.
-  const catchUp = tracer().startSpan(`catch-up ${stream}`, { kind: SpanKind.INTERNAL });
+  const catchUp = rs.recording
+    ? tracer().startSpan(`catch-up ${stream}`, { kind: SpanKind.INTERNAL })
+    : undefined;
   try {
     await attach(session, feed, start.value, {
       js: nats.broker.js,
@@ -210,11 +214,11 @@ async function handle(
       replayBatch: config.REPLAY_BATCH,
       client,
       shedRetryMs: config.SHED_RETRY_MS,
-      onStep: (step) => recordStep(tracked, step),
+      onStep: rs.recording ? (step) => recordStep(tracked, step) : undefined,
     });
   } catch (err) {
-    catchUp.recordException(err as Error);
-    catchUp.setAttribute("error.type", "replay-failed");
+    catchUp?.recordException(err as Error);
+    catchUp?.setAttribute("error.type", "replay-failed");
     if (session.closed) return;
     const full = err instanceof ReplayQueueFullError;
     rs.span.recordException(err as Error);
@@ -222,13 +226,15 @@ async function handle(
     // The client resumes from its last event, on this pod or another.
     session.close(full ? "replay-queue-full" : "replay-failed", jitter(config.SHED_RETRY_MS));
   } finally {
-    catchUp.setAttributes({
-      "sse.catch_up": tracked.catchUp,
-      "sse.replayed_events": tracked.replayed,
-    });
-    if (session.closed && session.closeReason !== undefined)
-      catchUp.setAttribute("sse.close_reason", session.closeReason);
-    catchUp.end();
+    if (catchUp) {
+      catchUp.setAttributes({
+        "sse.catch_up": tracked.catchUp,
+        "sse.replayed_events": tracked.replayed,
+      });
+      if (session.closeReason !== undefined)
+        catchUp.setAttribute("sse.close_reason", session.closeReason);
+      catchUp.end();
+    }
   }
 }
 
@@ -266,9 +272,10 @@ function untrack(session: Session, reason: CloseReason, deps: AppDeps): void {
   deps.metrics.sessions.dec();
   deps.metrics.sessionsClosed.inc({ reason });
   const bytes = Math.max(0, (t.socket?.bytesWritten ?? t.bytesBefore) - t.bytesBefore);
-  context.with(t.rs.context, () =>
-    deps.log.debug({ reason, events: session.events, bytes }, "session closed"),
-  );
+  if (deps.log.isLevelEnabled("debug"))
+    context.with(t.rs.context, () =>
+      deps.log.debug({ reason, events: session.events, bytes }, "session closed"),
+    );
   if (!t.rs.recording) return t.rs.end();
   const attrs: Attributes = {
     "sse.close_reason": reason,

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders, IncomingMessage } from "node:http";
 import {
+  INVALID_SPAN_CONTEXT,
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
@@ -10,7 +11,7 @@ import {
   type Span,
   type TextMapGetter,
 } from "@opentelemetry/api";
-import { tracer } from "../telemetry/tracing";
+import { tracer, tracingActive } from "../telemetry/tracing";
 
 /** Reads W3C `traceparent`, `tracestate` and `baggage` (or whatever OTEL_PROPAGATORS names). */
 const HEADERS: TextMapGetter<IncomingHttpHeaders> = {
@@ -39,16 +40,36 @@ export class RequestSpan {
   readonly context: Context;
   private ended = false;
 
-  constructor(req: IncomingMessage, route: string, client: string) {
+  /**
+   * The request's span; with tracing off, one shared instance that records nothing (a stream
+   * holds its span for hours: nothing per connection when there is nothing to record).
+   */
+  static start(req: IncomingMessage, route: string, client: string): RequestSpan {
+    return tracingActive() ? new RequestSpan(req, route, client) : UNTRACED;
+  }
+
+  private constructor(req: IncomingMessage | undefined, route: string, client: string) {
+    if (!req) {
+      this.span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+      this.context = ROOT_CONTEXT;
+      return;
+    }
     const parent = propagation.extract(ROOT_CONTEXT, req.headers, HEADERS);
-    const recording = tracer().startSpan(`GET ${route}`, { kind: SpanKind.SERVER }, parent);
-    this.span = recording;
-    this.context = trace.setSpan(parent, recording);
-    if (recording.isRecording()) recording.setAttributes(requestAttributes(req, route, client));
+    const span = tracer().startSpan(`GET ${route}`, { kind: SpanKind.SERVER }, parent);
+    this.span = span;
+    // A context is a Map and three closures, held for as long as the stream is open: only
+    // worth it when the span records (tracing off: the shared root context).
+    this.context = span.isRecording() ? trace.setSpan(parent, span) : ROOT_CONTEXT;
+    if (span.isRecording()) span.setAttributes(requestAttributes(req, route, client));
   }
 
   get recording(): boolean {
     return this.span.isRecording();
+  }
+
+  /** @internal the shared instance {@link start} returns while tracing is off. */
+  static untraced(): RequestSpan {
+    return new RequestSpan(undefined, "", "");
   }
 
   /** A 4xx (or 5xx) answer before any stream: the status, and the error code as `error.type`. */
@@ -79,6 +100,8 @@ export class RequestSpan {
     this.span.end();
   }
 }
+
+const UNTRACED = RequestSpan.untraced();
 
 function requestAttributes(req: IncomingMessage, route: string, client: string): Attributes {
   const raw = req.url ?? "";
