@@ -93,6 +93,9 @@ export class SpanQueue implements SpanProcessor {
       else if (this.queue.length > 0) this.exportNext(Math.min(left, this.exportTimeoutMs));
       else return true;
     }
+    // Stopped before the counting below: a span ended by a continuation of it would otherwise
+    // be queued after the count and never exported nor counted.
+    if (final) this.stopped = true;
     if (final && this.inFlight && !this.inFlight.settled) {
       // The process exits before the collector answers: that batch is lost too.
       this.inFlight.settled = true;
@@ -134,7 +137,8 @@ export class SpanQueue implements SpanProcessor {
     if (this.timer) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      if (!this.exporting && this.queue.length > 0) this.exportNext(this.exportTimeoutMs);
+      if (!this.exporting && !this.stopped && this.queue.length > 0)
+        this.exportNext(this.exportTimeoutMs);
     }, this.delayMs);
     this.timer.unref();
   }
