@@ -10,6 +10,11 @@ NATS_PORT="${NATS_PORT:-4222}"
 export NATS_URL="${NATS_URL:-nats://127.0.0.1:$NATS_PORT}"
 export PORT="${PORT:-8080}"
 export DEMO=true
+# Authorization on, with a throw-away secret: the demo page mints 30 s tokens at /demo/token and
+# shows each one expiring and being renewed without losing an event. DEV_AUTH=0 turns it off.
+if [ "${DEV_AUTH:-1}" = "1" ]; then
+  export AUTH_JWT_SECRET="${AUTH_JWT_SECRET:-dev-only-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}"
+fi
 export FEED_LINGER_MS="${FEED_LINGER_MS:-30000}"
 # Stop quickly in development; production keeps the 10 s drain.
 export DRAIN_WINDOW_MS="${DRAIN_WINDOW_MS:-1000}"

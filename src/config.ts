@@ -4,6 +4,8 @@
  * A bad value stops start-up with one message naming every bad variable.
  */
 import { z } from "zod";
+import { parsePatternList } from "./auth/subjectGrants";
+import { parseCidrList } from "./http/clientAddress";
 
 const int = (def: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
   z
@@ -135,6 +137,55 @@ const schema = z.object({
   EVENT_TYPE_HEADER: str("SSE-Event"),
   CORS_ORIGINS: list,
   TRUST_PROXY: bool(false),
+  /**
+   * With TRUST_PROXY: how many proxies stand in front, so the client address is that many
+   * entries from the right of `X-Forwarded-For` (default 1: the entry the last proxy added).
+   */
+  TRUSTED_HOPS: int(1, 1, 16),
+  /**
+   * Proxies whose `X-Forwarded-For` is believed, as addresses or CIDR ranges (default none).
+   * The client address is the rightmost entry not in these ranges.
+   */
+  TRUSTED_PROXIES: list,
+  /** What MAX_CONNECTIONS_PER_CLIENT counts by: auto (default), address, token or none. */
+  CLIENT_LIMIT_BY: z
+    .enum(["auto", "address", "token", "none"], {
+      error: "expected auto, address, token or none",
+    })
+    .optional()
+    .transform((v) => v ?? "auto"),
+  /** Subject patterns the gateway serves at all (default: every subject not reserved). */
+  SUBJECT_ALLOWLIST: list,
+  /** HS256/384/512 shared secret for JWTs; turns authorization on. */
+  AUTH_JWT_SECRET: optional,
+  /** PEM public key (SPKI) for RS/PS/ES/EdDSA JWTs; turns authorization on. */
+  AUTH_JWT_PUBLIC_KEY: optional,
+  /** File holding that PEM public key (a mounted Secret); turns authorization on. */
+  AUTH_JWT_PUBLIC_KEY_FILE: optional,
+  /** JWKS URL; keys are cached and refetched on an unknown `kid`; turns authorization on. */
+  AUTH_JWKS_URL: optional,
+  /** Accepted JWT algorithms; default: those of the key kind. */
+  AUTH_JWT_ALGORITHMS: list,
+  /** Required `iss` claim (default: not checked). */
+  AUTH_JWT_ISSUER: optional,
+  /** Accepted `aud` values; the token's must include one (default: not checked). */
+  AUTH_JWT_AUDIENCE: list,
+  /** Clock skew allowed on `exp` and `nbf`, in seconds (default 30). */
+  AUTH_JWT_LEEWAY_S: int(30, 0, 3_600),
+  /** The claim holding the subject patterns a token may read (default `subscribe`). */
+  AUTH_JWT_SUBSCRIBE_CLAIM: str("subscribe"),
+  /** Longest token accepted, in bytes (default 4096); longer: 401. */
+  AUTH_JWT_MAX_BYTES: int(4_096, 256, 65_536),
+  /** Cookie carrying the token (for `EventSource` with `withCredentials`); default none. */
+  AUTH_COOKIE: optional,
+  /** Whether `?access_token=` is accepted (for clients that can set neither header nor cookie). */
+  AUTH_QUERY_TOKEN: bool(true),
+  /** Subject patterns readable without a token while authorization is on (default none). */
+  AUTH_PUBLIC_SUBJECTS: list,
+  /** Least time between two JWKS fetches for unknown `kid`s, in ms (default 30000). */
+  AUTH_JWKS_COOLDOWN_MS: int(30_000, 1_000, 3_600_000),
+  /** Longest a JWKS fetch may take, in ms (default 5000); then the request is shed. */
+  AUTH_JWKS_TIMEOUT_MS: int(5_000, 100, 60_000),
   DRAIN_WINDOW_MS: int(10_000, 0, 3_600_000),
   SHUTDOWN_TIMEOUT_MS: int(25_000, 100, 3_600_000),
   HTTP_MAX_HEADER_BYTES: int(16_384, 1_024, 1_048_576),
@@ -253,6 +304,28 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     problems.push(
       `EVENT_TYPE_HEADER=${JSON.stringify(c.EVENT_TYPE_HEADER)}: expected a header name`,
     );
+  const keys = [
+    c.AUTH_JWT_SECRET && "AUTH_JWT_SECRET",
+    c.AUTH_JWT_PUBLIC_KEY && "AUTH_JWT_PUBLIC_KEY",
+    c.AUTH_JWT_PUBLIC_KEY_FILE && "AUTH_JWT_PUBLIC_KEY_FILE",
+    c.AUTH_JWKS_URL && "AUTH_JWKS_URL",
+  ].filter(Boolean);
+  if (keys.length > 1)
+    problems.push(`${keys.join(", ")}: set one way to check tokens, not several`);
+  if (c.AUTH_JWKS_URL && !/^https?:\/\/[^\s]+$/.test(c.AUTH_JWKS_URL))
+    problems.push(`AUTH_JWKS_URL=${JSON.stringify(c.AUTH_JWKS_URL)}: expected an http(s) URL`);
+  if (c.AUTH_COOKIE && !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(c.AUTH_COOKIE))
+    problems.push(`AUTH_COOKIE=${JSON.stringify(c.AUTH_COOKIE)}: expected a cookie name`);
+  if (c.CLIENT_LIMIT_BY === "token" && keys.length === 0)
+    problems.push(
+      "CLIENT_LIMIT_BY=token: needs authorization (AUTH_JWT_SECRET, ..._PUBLIC_KEY or AUTH_JWKS_URL)",
+    );
+  for (const key of ["SUBJECT_ALLOWLIST", "AUTH_PUBLIC_SUBJECTS"] as const) {
+    const parsed = parsePatternList(c[key].join(","));
+    if (!parsed.ok) problems.push(`${key}: ${parsed.error}`);
+  }
+  const cidrs = parseCidrList(c.TRUSTED_PROXIES);
+  if (!cidrs.ok) problems.push(`TRUSTED_PROXIES: ${cidrs.error}`);
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(c);
 }
@@ -260,4 +333,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
 /** TRACE_QUEUE_SPANS, or its derived default: 2 × MAX_CONNECTIONS + 2048 spans. */
 export function traceQueueSpans(c: Config): number {
   return c.TRACE_QUEUE_SPANS > 0 ? c.TRACE_QUEUE_SPANS : 2 * c.MAX_CONNECTIONS + 2_048;
+}
+
+/** True when a way to check tokens is configured: authorization is on. */
+export function authEnabled(c: Config): boolean {
+  return Boolean(
+    c.AUTH_JWT_SECRET || c.AUTH_JWT_PUBLIC_KEY || c.AUTH_JWT_PUBLIC_KEY_FILE || c.AUTH_JWKS_URL,
+  );
 }

@@ -1,6 +1,11 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { createAuthorizer } from "./auth/createAuthorizer";
+import { ExpiryWheel } from "./auth/expiryWheel";
 import { ApiLimiter } from "./broker/apiLimiter";
+import { TOKEN_EXPIRED_EVENT } from "./broker/attach";
+import { encodeNotice } from "./sse/encoder";
+import type { Session } from "./sse/session";
 import { connectBroker, type Broker } from "./broker/connection";
 import { FeedRegistry } from "./broker/feeds";
 import { ReplayLimiter } from "./broker/replayLimiter";
@@ -50,7 +55,31 @@ export async function startGateway(
   metrics: Metrics,
 ): Promise<Gateway> {
   const sessions = new SessionRegistry(config.MAX_CONNECTIONS, config.MAX_CONNECTIONS_PER_CLIENT);
-  const deps: AppDeps = { config, log, metrics, sessions, draining: false };
+  // A stream whose token expires gets a notice naming where it stopped, then ends with a
+  // `retry:`: the page fetches a fresh token and reopens from there (a cookie-based page may
+  // just refresh the cookie and let EventSource reconnect).
+  const expiry = new ExpiryWheel<Session>((s) => {
+    metrics.tokensExpired.inc();
+    metrics.notices.inc({ type: "token_expired" });
+    const id = s.lastSeq ?? 0;
+    s.notice(
+      encodeNotice(TOKEN_EXPIRED_EVENT, id, {
+        lastEventId: id,
+        message: "the token expired: reconnect with a fresh one, from lastEventId",
+      }),
+      id,
+    );
+    s.close("token-expired", jitter(config.RETRY_MS));
+  });
+  const deps: AppDeps = {
+    config,
+    log,
+    metrics,
+    sessions,
+    draining: false,
+    expiry,
+    auth: await createAuthorizer(config, metrics, log),
+  };
   const app = createApp(deps);
   const koa = app.callback();
   const events = eventsHandler(deps);
@@ -162,6 +191,7 @@ export async function startGateway(
         // ready pods are waiting for them; a longer pause would only lengthen the gap in delivery.
         await sessions.drain(config.DRAIN_WINDOW_MS, config.RETRY_MS);
         sessions.stopHeartbeat();
+        expiry.stop();
         // Before closing the server: it destroys sockets whose response has ended, with
         // whatever they still buffer (the `retry:` of a client that reads slowly).
         await sockets.flushed(FLUSH_MS);

@@ -14,6 +14,8 @@ import type { StreamResolver, StreamState } from "./streams";
 /** The SSE event types of the gateway's notices (documented in the README). */
 export const GAP_EVENT = "gateway.gap";
 export const RESET_EVENT = "gateway.reset";
+/** Sent when a stream's token expires, just before the stream ends (see the README). */
+export const TOKEN_EXPIRED_EVENT = "gateway.token_expired";
 
 const API_QUEUE_FULL = encodeComment("api-queue-full");
 

@@ -5,6 +5,7 @@ import { sendError } from "./errors";
 import { cors } from "./middleware/cors";
 import { errors } from "./middleware/errors";
 import { demoRoute } from "./routes/demo";
+import { demoTokenRoute } from "./routes/demoToken";
 import { livezRoute, readyzRoute } from "./routes/health";
 import { metricsRoute } from "./routes/metrics";
 
@@ -28,6 +29,11 @@ export function createApp(deps: AppDeps): Koa {
     ),
   );
   if (deps.config.DEMO) router.get("/", demoRoute());
+  if (deps.config.DEMO && deps.config.AUTH_JWT_SECRET)
+    router.get(
+      "/demo/token",
+      demoTokenRoute(deps.config.AUTH_JWT_SECRET, deps.config.AUTH_JWT_SUBSCRIBE_CLAIM),
+    );
   app.use(errors(deps.log));
   app.use(cors(deps.config.CORS_ORIGINS));
   app.use(router.routes());

@@ -1,4 +1,7 @@
+import type { Authorizer } from "../auth/authorizer";
+import type { ExpiryWheel } from "../auth/expiryWheel";
 import type { Broker } from "../broker/connection";
+import type { Session } from "../sse/session";
 import type { FeedRegistry } from "../broker/feeds";
 import type { ReplayLimiter } from "../broker/replayLimiter";
 import type { StreamResolver } from "../broker/streams";
@@ -17,6 +20,10 @@ export interface AppDeps {
   nats?: NatsParts;
   /** True once shutdown began: readiness fails and new streams are shed. */
   draining: boolean;
+  /** Set when authorization is configured (AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY(_FILE), AUTH_JWKS_URL). */
+  auth?: Authorizer;
+  /** Ends streams whose token expires (one timer for all). */
+  expiry: ExpiryWheel<Session>;
 }
 
 export interface NatsParts {

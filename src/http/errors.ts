@@ -30,6 +30,12 @@ export const ERROR_STATUS = {
   feed_limit: 503,
   feed_rate: 503,
   jetstream_busy: 503,
+  missing_token: 401,
+  invalid_token: 401,
+  token_expired: 401,
+  subject_not_granted: 403,
+  subject_not_allowed: 403,
+  auth_unavailable: 503,
   internal: 500,
 } as const satisfies Record<string, number>;
 

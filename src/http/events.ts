@@ -17,7 +17,12 @@ import { tracer } from "../telemetry/tracing";
 import { corsHeaders } from "./cors";
 import type { AppDeps } from "./deps";
 import { writeError, type ErrorCode } from "./errors";
-import { clientAddress, header, parseEventsUrl, type UrlError, type UrlLimits } from "./request";
+import { firstUncovered } from "../auth/subjectGrants";
+import type { VerifiedToken } from "../auth/tokenVerifier";
+import type { Config } from "../config";
+import type { AdmissionTicket } from "../sse/sessionRegistry";
+import { clientAddress, proxyTrust, type ClientAddress } from "./clientAddress";
+import { header, parseEventsUrl, type UrlError, type UrlLimits } from "./request";
 import { RequestSpan, redactQuery } from "./requestSpan";
 import { shed, type ShedReason } from "./shed";
 import { SSE_HEADERS } from "./sseHeaders";
@@ -57,9 +62,10 @@ export function eventsHandler(deps: AppDeps) {
     maxQueryBytes: deps.config.HTTP_MAX_QUERY_BYTES,
     maxParams: deps.config.HTTP_MAX_QUERY_PARAMS,
   };
+  const trust = proxyTrust(deps.config);
   return (req: IncomingMessage, res: ServerResponse): void => {
-    const client = clientAddress(req, deps.config.TRUST_PROXY);
-    const rs = RequestSpan.start(req, routeOf(req), client);
+    const client = clientAddress(req, trust);
+    const rs = RequestSpan.start(req, routeOf(req), client.address);
     const run = () =>
       handle(req, res, deps, sessionOptions, urlLimits, rs, client).catch((err: unknown) => {
         deps.log.error({ err, url: redactUrl(req.url) }, "events handler failed");
@@ -83,13 +89,18 @@ async function handle(
   sessionOptions: SessionOptions,
   urlLimits: UrlLimits,
   rs: RequestSpan,
-  client: string,
+  client: ClientAddress,
 ): Promise<void> {
   const { config, metrics } = deps;
   const cors = corsHeaders(config.CORS_ORIGINS, header(req, "origin"));
-  const reject = (status: number, code: ErrorCode, message: string) => {
+  const reject = (
+    status: number,
+    code: ErrorCode,
+    message: string,
+    headers?: Record<string, string>,
+  ) => {
     metrics.rejected.inc({ code });
-    writeError(res, status, code, message, cors);
+    writeError(res, status, code, message, headers ? { ...cors, ...headers } : cors);
     rs.reject(status, code, message);
   };
   const turnAway = (reason: ShedReason) => {
@@ -129,30 +140,111 @@ async function handle(
       start.error.message,
     );
 
+  // The allowlist, before any token or NATS work: what the gateway does not expose at all.
+  if (config.SUBJECT_ALLOWLIST.length > 0) {
+    const outside = firstUncovered(config.SUBJECT_ALLOWLIST, filters.value);
+    if (outside !== undefined)
+      return reject(
+        403,
+        "subject_not_allowed",
+        `subject "${outside}" is not served by this gateway`,
+      );
+  }
+  let token: VerifiedToken | undefined;
+  if (deps.auth) {
+    const decision = await deps.auth.authorize(req.headers, url.query, filters.value);
+    if (res.destroyed) return rs.end({ "sse.close_reason": "client" });
+    if (decision.type === "unavailable") {
+      deps.metrics.authKeysUnavailable.inc();
+      return turnAway("auth-unavailable");
+    }
+    if (decision.type === "refused") {
+      deps.metrics.authRefused.inc({ code: decision.code });
+      return reject(decision.status, decision.code, decision.message, {
+        "WWW-Authenticate": decision.challenge,
+      });
+    }
+    token = decision.token;
+    if (rs.recording)
+      rs.span.setAttribute("sse.auth", token ? (decision.source ?? "token") : "anonymous");
+  }
+
   if (deps.draining) return turnAway("draining");
   const nats = deps.nats;
   if (!nats || !nats.broker.connected()) return turnAway("nats-unavailable");
-  const refused = deps.sessions.admit(client);
-  if (refused) return turnAway(refused);
+  const key = limitKey(config.CLIENT_LIMIT_BY, deps.auth !== undefined, client, token);
+  const ticket = deps.sessions.admit(key);
+  if (typeof ticket === "string") return turnAway(ticket);
+  let opened = false;
+  try {
+    opened = await openStream(req, res, deps, sessionOptions, rs, {
+      ticket,
+      key,
+      token,
+      cors,
+      filters: filters.value,
+      start: start.value,
+      reject,
+      turnAway,
+    });
+  } finally {
+    // Every path gives the slot back: an open session through its clean-up (untrack), every
+    // other one here, thrown errors included. Idempotent: releasing twice is harmless.
+    if (!opened) ticket.release();
+  }
+}
 
+/** What {@link openStream} needs from the request's checks. */
+interface Admitted {
+  ticket: AdmissionTicket;
+  /** The per-client key the ticket counts against; also the replay share's. */
+  key: string | undefined;
+  token: VerifiedToken | undefined;
+  cors: Record<string, string>;
+  filters: readonly string[];
+  start: StartPosition;
+  reject: (status: number, code: ErrorCode, message: string) => void;
+  turnAway: (reason: ShedReason) => void;
+}
+
+/**
+ * From an admitted request to an open stream, or an answer. Resolves true once the session is
+ * open (its clean-up then owns the admission ticket), false when the request was answered
+ * otherwise.
+ */
+async function openStream(
+  req: IncomingMessage,
+  res: ServerResponse,
+  deps: AppDeps,
+  sessionOptions: SessionOptions,
+  rs: RequestSpan,
+  a: Admitted,
+): Promise<boolean> {
+  const { config, metrics } = deps;
+  const { cors, reject, turnAway } = a;
+  const filters = { value: a.filters };
+  const start = { value: a.start };
+  const nats = deps.nats;
+  if (!nats) {
+    turnAway("nats-unavailable");
+    return false;
+  }
   let stream: string;
   const session = new Session(res, sessionOptions);
   let feed: Feed;
   try {
     stream = await nats.resolver.resolve(filters.value);
   } catch (err) {
-    deps.sessions.release(client);
     if (!res.headersSent && !res.destroyed)
       answerLookupError(deps, err, filters.value, reject, turnAway);
     else rs.end({ "sse.close_reason": "client" });
-    return;
+    return false;
   }
   try {
     feed = await nats.feeds.join(stream, filters.value, session);
   } catch (err) {
     // The request was judged fine; starting the feed failed on the server's side (a limit,
     // the stream deleted a moment ago, NATS trouble): an answer the client retries.
-    deps.sessions.release(client);
     // The feed bounds are expected under load or abuse: counted (sse_requests_shed_total), not
     // logged once per request.
     const reason: ShedReason =
@@ -165,39 +257,43 @@ async function handle(
       deps.log.warn({ err, stream, filters: filters.value }, "feed could not start");
     if (!res.headersSent && !res.destroyed) turnAway(reason);
     else rs.end({ "sse.close_reason": "client" });
-    return;
+    return false;
   }
   if (session.closed || deps.draining) {
     // The client left, the feed ended or shutdown began while the feed was starting.
     nats.feeds.leave(feed, session);
-    deps.sessions.release(client);
     // Still connected (the feed ended, or shutdown began): an answer that brings it back.
     if (!res.headersSent && !res.destroyed)
       turnAway(deps.draining ? "draining" : "nats-unavailable");
     else rs.end({ "sse.close_reason": "client" });
-    return;
+    return false;
   }
 
   res.writeHead(200, { ...cors, ...SSE_HEADERS });
   res.socket?.setNoDelay(true);
   session.control(encodeRetry(config.RETRY_MS));
   if (rs.recording) rs.span.setAttributes(sessionAttributes(filters.value, stream, start.value));
-  const tracked: Tracked = {
+  const t: Tracked = {
     feed,
     rs,
-    client,
+    ticket: a.ticket,
+    expiresAt: a.token?.expiresAt,
     socket: res.socket ?? undefined,
     bytesBefore: res.socket?.bytesWritten ?? 0,
     catchUp: "none",
     replayed: 0,
   };
-  session.meta = tracked;
+  session.meta = t;
+  if (t.expiresAt !== undefined) deps.expiry.add(session, t.expiresAt);
   deps.metrics.sessions.inc();
   deps.metrics.sessionsOpened.inc({ start: start.value.kind });
   deps.sessions.add(session);
   if (deps.log.isLevelEnabled("debug"))
     deps.log.debug({ stream, filters: filters.value, start: start.value.kind }, "session opened");
-  if (session.closed) return untrack(session, session.closeReason ?? "client", deps);
+  if (session.closed) {
+    untrack(session, session.closeReason ?? "client", deps);
+    return true;
+  }
 
   // The catch-up (admission to live) as a child span: how long a resume took, and how.
   const catchUp = rs.recording
@@ -212,14 +308,14 @@ async function handle(
       metrics,
       eventHeader: config.EVENT_TYPE_HEADER,
       replayBatch: config.REPLAY_BATCH,
-      client,
+      client: a.key,
       shedRetryMs: config.SHED_RETRY_MS,
-      onStep: rs.recording ? (step) => recordStep(tracked, step) : undefined,
+      onStep: rs.recording ? (step) => recordStep(t, step) : undefined,
     });
   } catch (err) {
     catchUp?.recordException(err as Error);
     catchUp?.setAttribute("error.type", "replay-failed");
-    if (session.closed) return;
+    if (session.closed) return true;
     const full = err instanceof ReplayQueueFullError;
     rs.span.recordException(err as Error);
     deps.log.warn({ err, stream, filters: filters.value }, "catch-up failed; closing the session");
@@ -228,21 +324,25 @@ async function handle(
   } finally {
     if (catchUp) {
       catchUp.setAttributes({
-        "sse.catch_up": tracked.catchUp,
-        "sse.replayed_events": tracked.replayed,
+        "sse.catch_up": t.catchUp,
+        "sse.replayed_events": t.replayed,
       });
       if (session.closeReason !== undefined)
         catchUp.setAttribute("sse.close_reason", session.closeReason);
       catchUp.end();
     }
   }
+  return true;
 }
 
 /** What the route keeps with an open session (`session.meta`) for its clean-up. */
 interface Tracked {
   feed: Feed;
   rs: RequestSpan;
-  client: string;
+  /** The connection slot; released by the clean-up. */
+  ticket: AdmissionTicket;
+  /** When the token ends the stream (ms since the epoch), if it expires. */
+  expiresAt: number | undefined;
   /** Read at the close: bytes written for this stream, HTTP headers and chunk framing included. */
   socket: Socket | undefined;
   /** The socket's bytes written before the stream (a kept-alive socket's earlier answers). */
@@ -266,7 +366,8 @@ function untrack(session: Session, reason: CloseReason, deps: AppDeps): void {
   const t = session.meta as Tracked | undefined;
   if (!t) return; // closed before its stream started; `handle` cleaned up
   session.meta = undefined;
-  deps.sessions.release(t.client);
+  t.ticket.release();
+  if (t.expiresAt !== undefined) deps.expiry.remove(session, t.expiresAt);
   deps.sessions.remove(session);
   deps.nats?.feeds.leave(t.feed, session);
   deps.metrics.sessions.dec();
@@ -333,6 +434,24 @@ function sessionAttributes(
     attrs["messaging.destination.template"] =
       templates.length === 1 ? (templates[0] as string) : templates;
   return attrs;
+}
+
+/**
+ * What MAX_CONNECTIONS_PER_CLIENT counts a request against (CLIENT_LIMIT_BY), or undefined
+ * when no per-client bound applies. `auto`: the token's `sub` when authorization is on; else
+ * the client address, but only when a trusted proxy vouched for it. Behind an ingress every
+ * connection's peer is an ingress pod: counting by that would cap the whole pod.
+ */
+function limitKey(
+  mode: Config["CLIENT_LIMIT_BY"],
+  authOn: boolean,
+  client: ClientAddress,
+  token: VerifiedToken | undefined,
+): string | undefined {
+  if (mode === "none") return undefined;
+  if (mode === "address") return client.address;
+  if ((mode === "token" || authOn) && token?.subject !== undefined) return `sub:${token.subject}`;
+  return client.viaProxy ? client.address : undefined;
 }
 
 /** `http.route`: the path template the request matched. */

@@ -102,20 +102,6 @@ function decodeQueryPart(s: string): string {
   return decodeURIComponent(s.includes("+") ? s.replace(/\+/g, " ") : s);
 }
 
-/**
- * The client address for per-client limits: the socket's peer, or with TRUST_PROXY the last
- * `X-Forwarded-For` entry, the one added by the proxy in front of the gateway.
- */
-export function clientAddress(req: IncomingMessage, trustProxy: boolean): string {
-  if (trustProxy) {
-    const xff = req.headers["x-forwarded-for"];
-    // The last entry is what the trusted proxy itself saw; earlier ones the client can forge.
-    const last = (Array.isArray(xff) ? xff.join(",") : xff)?.split(",").pop()?.trim();
-    if (last) return last;
-  }
-  return req.socket.remoteAddress ?? "unknown";
-}
-
 /** One header's value, joined when sent more than once. */
 export function header(req: IncomingMessage, name: string): string | undefined {
   const v = req.headers[name];

@@ -14,7 +14,8 @@ export type ShedReason =
   | "nats-unavailable"
   | "feed-limit"
   | "feed-rate"
-  | "jetstream-busy";
+  | "jetstream-busy"
+  | "auth-unavailable";
 
 const ANSWERS: Record<ShedReason, [number, ErrorCode, string]> = {
   full: [503, "full", "this gateway instance is at its connection limit; retry"],
@@ -31,6 +32,11 @@ const ANSWERS: Record<ShedReason, [number, ErrorCode, string]> = {
     503,
     "jetstream_busy",
     "too many JetStream API calls are waiting on this instance (JETSTREAM_API_MAX_QUEUED); retry",
+  ],
+  "auth-unavailable": [
+    503,
+    "auth_unavailable",
+    "the keys that check tokens cannot be fetched right now (AUTH_JWKS_URL); retry",
   ],
 };
 

@@ -2,14 +2,20 @@ import { readFileSync } from "node:fs";
 import type { Server } from "node:http";
 import type { Socket } from "node:net";
 import type { Config } from "../config";
+import { isTrusted, parseCidrList } from "./clientAddress";
 import type { Metrics } from "../telemetry/metrics";
 
 /** The socket bounds of the public port in force, and what an operator should know about them. */
 export interface SocketBounds {
   /** Open sockets in total. */
   maxSockets: number;
-  /** Open sockets per remote address; undefined when not applied (TRUST_PROXY). */
+  /**
+   * Open sockets per remote address; undefined when not applied (CLIENT_LIMIT_BY is not
+   * `address`, or TRUST_PROXY).
+   */
   maxPerClient: number | undefined;
+  /** Remote addresses the per-address bound does not apply to (TRUSTED_PROXIES). */
+  exempt?: (address: string) => boolean;
   /** Warnings worth a log line at start-up. */
   warnings: string[];
 }
@@ -44,13 +50,23 @@ export function socketBounds(config: Config, openFiles: number | undefined): Soc
         `(${openFiles}): a flood can exhaust file descriptors and fail the probes`,
     );
   }
-  const maxPerClient = config.TRUST_PROXY
-    ? undefined
-    : config.HTTP_MAX_SOCKETS_PER_CLIENT ||
-      // Room for the client's streams, and as many again (at least 64) for requests it makes
-      // meanwhile: shed and refused ones, kept-alive connections.
-      config.MAX_CONNECTIONS_PER_CLIENT + Math.max(config.MAX_CONNECTIONS_PER_CLIENT, 64);
-  return { maxSockets, maxPerClient, warnings };
+  // Per address only where an address is a client: CLIENT_LIMIT_BY=address without TRUST_PROXY
+  // (behind a proxy, sockets come from the proxy; TRUSTED_PROXIES' peers are exempt).
+  const maxPerClient =
+    config.CLIENT_LIMIT_BY !== "address" || config.TRUST_PROXY
+      ? undefined
+      : config.HTTP_MAX_SOCKETS_PER_CLIENT ||
+        // Room for the client's streams, and as many again (at least 64) for requests it makes
+        // meanwhile: shed and refused ones, kept-alive connections.
+        config.MAX_CONNECTIONS_PER_CLIENT + Math.max(config.MAX_CONNECTIONS_PER_CLIENT, 64);
+  const proxies = parseCidrList(config.TRUSTED_PROXIES);
+  const exempt = proxies.ok ? proxies.value : undefined;
+  return {
+    maxSockets,
+    maxPerClient,
+    exempt: exempt && ((address: string) => isTrusted(exempt, address)),
+    warnings,
+  };
 }
 
 /** The soft limit on open files of this process (Linux), or undefined when unknown or unlimited. */
@@ -94,8 +110,8 @@ export class SocketLimits {
     server.on("drop", () => metrics.httpSocketsRefused.inc({ reason: "total" }));
     server.on("connection", (socket: Counted) => {
       const max = this.bounds.maxPerClient;
-      if (max !== undefined) {
-        const address = socket.remoteAddress ?? "unknown";
+      const address = socket.remoteAddress ?? "unknown";
+      if (max !== undefined && !this.bounds.exempt?.(address)) {
         const n = this.perAddress.get(address) ?? 0;
         if (n >= max) {
           this.metrics.httpSocketsRefused.inc({ reason: "per_client" });

@@ -23,7 +23,8 @@ export type CloseReason =
   | "feed-ended" // the stream went away under the feed
   | "replay-failed" // the replay consumer failed; the client resumes elsewhere
   | "replay-queue-full" // too many replays waiting
-  | "api-queue-full"; // too many JetStream API calls waiting (JETSTREAM_API_MAX_QUEUED)
+  | "api-queue-full" // too many JetStream API calls waiting (JETSTREAM_API_MAX_QUEUED)
+  | "token-expired"; // the token's `exp` passed (a gateway.token_expired notice was sent)
 
 /** Options for {@link Session}; one object is shared by all the sessions of a route. */
 export interface SessionOptions {

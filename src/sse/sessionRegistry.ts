@@ -34,19 +34,26 @@ export class SessionRegistry {
     return this.slots >= this.maxConnections;
   }
 
-  /** Reserves a slot for `client`, or says why not. Give it back with {@link release}. */
-  admit(client: string): Refusal | undefined {
+  /**
+   * Reserves a slot, counted against `client` as well when given (MAX_CONNECTIONS_PER_CLIENT;
+   * undefined: no per-client bound applies), or says why not. The ticket is the slot's one
+   * owner: its `release()` gives it back, once, however often it is called.
+   */
+  admit(client: string | undefined): AdmissionTicket | Refusal {
     if (this.slots >= this.maxConnections) return "full";
-    const n = this.perClient.get(client) ?? 0;
-    if (n >= this.maxPerClient) return "client-limit";
+    if (client !== undefined) {
+      const n = this.perClient.get(client) ?? 0;
+      if (n >= this.maxPerClient) return "client-limit";
+      this.perClient.set(client, n + 1);
+    }
     this.slots++;
-    this.perClient.set(client, n + 1);
-    return undefined;
+    return new AdmissionTicket(this, client);
   }
 
-  /** Gives back a slot {@link admit} reserved; call exactly once per admission. */
-  release(client: string): void {
+  /** For {@link AdmissionTicket.release} only. */
+  giveBack(client: string | undefined): void {
     this.slots--;
+    if (client === undefined) return;
     const left = (this.perClient.get(client) ?? 1) - 1;
     if (left <= 0) this.perClient.delete(client);
     else this.perClient.set(client, left);
@@ -110,4 +117,21 @@ export class SessionRegistry {
 /** A retry delay drawn uniformly from [ms/2, ms*1.5). */
 export function jitter(ms: number, rnd = Math.random): number {
   return Math.floor(ms / 2 + rnd() * ms);
+}
+
+/** One admitted request's connection slot; see {@link SessionRegistry.admit}. */
+export class AdmissionTicket {
+  private released = false;
+
+  constructor(
+    private readonly registry: SessionRegistry,
+    private readonly client: string | undefined,
+  ) {}
+
+  /** Gives the slot back; later calls do nothing, so every path may call it. */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.registry.giveBack(this.client);
+  }
 }

@@ -191,6 +191,27 @@ export function createMetrics(registry = new Registry(), withDefaults = true) {
       labelNames: ["reason"] as const,
       registers: r,
     }),
+    authRefused: new Counter({
+      name: "sse_auth_refused_total",
+      help: "Stream requests refused by authorization, by error code (missing_token, invalid_token, token_expired, subject_not_granted)",
+      labelNames: ["code"] as const,
+      registers: r,
+    }),
+    authKeysUnavailable: new Counter({
+      name: "sse_auth_keys_unavailable_total",
+      help: "Stream requests shed because the JWKS could not be fetched (AUTH_JWKS_URL)",
+      registers: r,
+    }),
+    jwksFetchFailures: new Counter({
+      name: "sse_auth_jwks_fetch_failures_total",
+      help: "JWKS fetches that failed (timeout, network, invalid document)",
+      registers: r,
+    }),
+    tokensExpired: new Counter({
+      name: "sse_auth_tokens_expired_total",
+      help: "Open streams ended because their token expired (gateway.token_expired)",
+      registers: r,
+    }),
     traceSpansDropped: new Counter({
       name: "sse_trace_spans_dropped_total",
       help: "Trace spans lost, by reason: queue-full (TRACE_QUEUE_SPANS), export-failed (the collector refused or did not answer in time), shutdown (still queued when the shutdown budget ran out)",

@@ -53,6 +53,7 @@ const CHART_MANAGED: Record<string, string> = {
   NATS_TLS_CA_FILE: "nats.tls",
   NATS_TLS_CERT_FILE: "nats.tls.clientCert",
   NATS_TLS_KEY_FILE: "nats.tls.clientCert",
+  AUTH_JWT_SECRET: "auth.jwtSecret / auth.existingSecret (a Secret)",
 };
 
 function gatewayContainer(objects: K8sObject[]) {

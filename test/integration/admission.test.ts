@@ -62,7 +62,11 @@ async function expectShedStream(url: string): Promise<void> {
 
 describe("admission", () => {
   it("admission - over MAX_CONNECTIONS, EventSource gets a 200 with retry: that ends, others a 503 with Retry-After", async () => {
-    const g = await gateway({ MAX_CONNECTIONS: "2", MAX_CONNECTIONS_PER_CLIENT: "2" });
+    const g = await gateway({
+      MAX_CONNECTIONS: "2",
+      MAX_CONNECTIONS_PER_CLIENT: "2",
+      CLIENT_LIMIT_BY: "address",
+    });
     const url = `${g.url}/events/${subject}`;
     const a = await openRecorder(tracker, url);
     const b = await openRecorder(tracker, url);
@@ -83,7 +87,11 @@ describe("admission", () => {
   });
 
   it("admission - /readyz is 503 while full and 200 again once a client leaves", async () => {
-    const g = await gateway({ MAX_CONNECTIONS: "2", MAX_CONNECTIONS_PER_CLIENT: "2" });
+    const g = await gateway({
+      MAX_CONNECTIONS: "2",
+      MAX_CONNECTIONS_PER_CLIENT: "2",
+      CLIENT_LIMIT_BY: "address",
+    });
     const url = `${g.url}/events/${subject}`;
     const ready = await rawGet(`${g.adminUrl}/readyz`);
     expect(ready.status).toBe(200);
@@ -110,7 +118,11 @@ describe("admission", () => {
   });
 
   it("admission - over MAX_CONNECTIONS_PER_CLIENT, plain requests get 429 and EventSource a retry stream", async () => {
-    const g = await gateway({ MAX_CONNECTIONS: "10", MAX_CONNECTIONS_PER_CLIENT: "1" });
+    const g = await gateway({
+      MAX_CONNECTIONS: "10",
+      MAX_CONNECTIONS_PER_CLIENT: "1",
+      CLIENT_LIMIT_BY: "address",
+    });
     const url = `${g.url}/events/${subject}`;
     const a = await openRecorder(tracker, url);
 
@@ -131,6 +143,7 @@ describe("admission", () => {
     const g = await gateway({
       MAX_CONNECTIONS: "1",
       MAX_CONNECTIONS_PER_CLIENT: "1",
+      CLIENT_LIMIT_BY: "address",
       SHED_RETRY_MS: "200",
     });
     const url = `${g.url}/events/${subject}`;
@@ -151,7 +164,11 @@ describe("admission", () => {
   });
 
   it("admission - refused requests do not use up slots", async () => {
-    const g = await gateway({ MAX_CONNECTIONS: "2", MAX_CONNECTIONS_PER_CLIENT: "2" });
+    const g = await gateway({
+      MAX_CONNECTIONS: "2",
+      MAX_CONNECTIONS_PER_CLIENT: "2",
+      CLIENT_LIMIT_BY: "address",
+    });
     for (let i = 0; i < 20; i++) {
       const res = await rawGet(`${g.url}/events/nostream${i}.x`);
       expect(res.status).toBe(404);

@@ -159,6 +159,7 @@ describe("a flood of sockets that never finish their headers", () => {
           NATS_URL: nats.url,
           MAX_CONNECTIONS: "200",
           MAX_CONNECTIONS_PER_CLIENT: "50",
+          CLIENT_LIMIT_BY: "address",
           HTTP_HEADERS_TIMEOUT_MS: "3000",
           HTTP_REQUEST_TIMEOUT_MS: "3000",
           SHED_RETRY_MS: "500",
@@ -231,6 +232,7 @@ describe("a flood of sockets that never finish their headers", () => {
       g = await startTestGateway(nats.url, {
         MAX_CONNECTIONS: "300",
         MAX_CONNECTIONS_PER_CLIENT: "50",
+        CLIENT_LIMIT_BY: "address",
         HTTP_MAX_SOCKETS: "400",
         HTTP_MAX_SOCKETS_PER_CLIENT: "100",
         // Nothing is reaped during this test: only the per-address bound protects the others.

@@ -116,6 +116,7 @@ describe("replay slots and clients that never read", () => {
     const g = await gateway({
       REPLAY_MAX_CONCURRENT: "2",
       REPLAY_MAX_PER_CLIENT: "2",
+      CLIENT_LIMIT_BY: "address",
       REPLAY_STALL_TIMEOUT_MS: "500",
     });
     // Four clients from two addresses ask for the whole history and never read: on their own
@@ -143,6 +144,7 @@ describe("replay slots and clients that never read", () => {
     const g = await gateway({
       REPLAY_MAX_CONCURRENT: "8",
       REPLAY_MAX_PER_CLIENT: "2",
+      CLIENT_LIMIT_BY: "address",
       // Never within this test: only the per-address bound is at work.
       REPLAY_STALL_TIMEOUT_MS: "3600000",
     });

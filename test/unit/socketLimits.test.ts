@@ -26,26 +26,43 @@ describe("the public port's socket bounds", () => {
   });
 
   it("take HTTP_MAX_SOCKETS as given, and warn when it is above 90 % of the open-file limit", () => {
-    const c = loadConfig({ HTTP_MAX_SOCKETS: "19000" });
+    const c = loadConfig({ HTTP_MAX_SOCKETS: "19000", CLIENT_LIMIT_BY: "address" });
     expect(socketBounds(c, 20_000)).toEqual({
       maxSockets: 19_000,
       maxPerClient: 512,
+      exempt: undefined,
       warnings: [expect.stringMatching(/HTTP_MAX_SOCKETS=19000 is above 90 % .*\(20000\)/)],
     });
     expect(socketBounds(c, undefined).warnings).toEqual([]);
   });
 
-  it("derive the per-address bound from MAX_CONNECTIONS_PER_CLIENT, and apply none behind a proxy", () => {
-    expect(socketBounds(loadConfig({}), undefined).maxPerClient).toBe(512);
+  it("derive the per-address bound from MAX_CONNECTIONS_PER_CLIENT with CLIENT_LIMIT_BY=address, and apply none otherwise", () => {
+    const byAddress = { CLIENT_LIMIT_BY: "address" };
+    expect(socketBounds(loadConfig(byAddress), undefined).maxPerClient).toBe(512);
     expect(
-      socketBounds(loadConfig({ MAX_CONNECTIONS_PER_CLIENT: "2" }), undefined).maxPerClient,
+      socketBounds(loadConfig({ ...byAddress, MAX_CONNECTIONS_PER_CLIENT: "2" }), undefined)
+        .maxPerClient,
     ).toBe(66);
     expect(
-      socketBounds(loadConfig({ HTTP_MAX_SOCKETS_PER_CLIENT: "300" }), undefined).maxPerClient,
+      socketBounds(loadConfig({ ...byAddress, HTTP_MAX_SOCKETS_PER_CLIENT: "300" }), undefined)
+        .maxPerClient,
     ).toBe(300);
-    expect(socketBounds(loadConfig({ TRUST_PROXY: "true" }), undefined).maxPerClient).toBe(
+    // Behind a proxy every socket comes from the proxy; by default (auto) addresses are not
+    // known to be clients: no per-address bound either way.
+    expect(
+      socketBounds(loadConfig({ ...byAddress, TRUST_PROXY: "true" }), undefined).maxPerClient,
+    ).toBe(undefined);
+    expect(socketBounds(loadConfig({}), undefined).maxPerClient).toBe(undefined);
+  });
+
+  it("exempt TRUSTED_PROXIES from the per-address bound", () => {
+    const b = socketBounds(
+      loadConfig({ CLIENT_LIMIT_BY: "address", TRUSTED_PROXIES: "10.0.0.0/8" }),
       undefined,
     );
+    expect(b.exempt?.("10.1.2.3")).toBe(true);
+    expect(b.exempt?.("::ffff:10.1.2.3")).toBe(true);
+    expect(b.exempt?.("203.0.113.7")).toBe(false);
   });
 
   it("read the soft open-file limit from /proc/self/limits, or nothing when unknown", () => {
