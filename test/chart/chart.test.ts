@@ -295,7 +295,20 @@ describe("settings from values", () => {
       httpMaxSockets: 20000,
       httpMaxSocketsPerClient: 600,
       feedWatchdogMs: 7000, // at least 3 heartbeats (3 × 2001)
+      clientLimitBy: "address",
+      trustedProxies: "10.0.0.0/8,fd00::/8",
+      subjectAllowlist: "orders.>,public.*",
+      // One way to check tokens at a time: the JWKS URL here, the PEM key settings left out.
+      authJwksUrl: "https://idp.example/.well-known/jwks.json",
+      authJwtAlgorithms: "RS256,ES256",
+      authJwtIssuer: "https://idp.example",
+      authJwtAudience: "sse-gateway",
+      authJwtSubscribeClaim: "perms",
+      authCookie: "sse_token",
+      authPublicSubjects: "public.>",
     });
+    delete config.authJwtPublicKey;
+    delete config.authJwtPublicKeyFile;
     const env = configData(render({ files: [writeValues({ config })] }));
     for (const [k, v] of Object.entries(config)) {
       const key = k.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
@@ -323,6 +336,35 @@ describe("settings from values", () => {
         }),
       ).TRUST_PROXY,
     ).toBe("false");
+  });
+
+  it("authorization - the JWT secret lives in a Secret (the chart's or an existing one), never in the ConfigMap", () => {
+    const own = render({ set: ["auth.jwtSecret=s3cret-0123456789-0123456789-0123456789"] });
+    expect(gatewayContainer(own).env).toContainEqual({
+      name: "AUTH_JWT_SECRET",
+      valueFrom: { secretKeyRef: { name: "rel-jetstream-sse-gateway-auth", key: "jwt-secret" } },
+    });
+    const secret = own.find(
+      (o) => o.kind === "Secret" && o.metadata.name === "rel-jetstream-sse-gateway-auth",
+    );
+    expect(Buffer.from(secret?.data["jwt-secret"] as string, "base64").toString()).toBe(
+      "s3cret-0123456789-0123456789-0123456789",
+    );
+    expect(JSON.stringify(find(own, "ConfigMap"))).not.toContain("s3cret");
+
+    const existing = render({ set: ["auth.existingSecret=my-jwt"] });
+    expect(gatewayContainer(existing).env).toContainEqual({
+      name: "AUTH_JWT_SECRET",
+      valueFrom: { secretKeyRef: { name: "my-jwt", key: "jwt-secret" } },
+    });
+    expect(existing.filter((o) => o.kind === "Secret")).toEqual([]);
+
+    // Off by default: no variable, no Secret.
+    const none = render();
+    expect((gatewayContainer(none).env ?? []).map((e: { name: string }) => e.name)).not.toContain(
+      "AUTH_JWT_SECRET",
+    );
+    expect(none.filter((o) => o.kind === "Secret")).toEqual([]);
   });
 
   it("nats auth - a token or user/password comes from the Secret, a .creds file is mounted", () => {
