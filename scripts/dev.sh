@@ -12,8 +12,12 @@ export PORT="${PORT:-8080}"
 export DEMO=true
 # Authorization on, with a throw-away secret: the demo page mints 30 s tokens at /demo/token and
 # shows each one expiring and being renewed without losing an event. DEV_AUTH=0 turns it off.
-if [ "${DEV_AUTH:-1}" = "1" ]; then
-  export AUTH_JWT_SECRET="${AUTH_JWT_SECRET:-dev-only-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}"
+# The secret is kept in .tools/ so a restarted gateway still accepts the page's token.
+if [ "${DEV_AUTH:-1}" = "1" ] && [ -z "${AUTH_JWT_SECRET:-}" ]; then
+  mkdir -p .tools
+  [ -s .tools/dev-jwt-secret ] || od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >.tools/dev-jwt-secret
+  AUTH_JWT_SECRET="$(cat .tools/dev-jwt-secret)"
+  export AUTH_JWT_SECRET
 fi
 export FEED_LINGER_MS="${FEED_LINGER_MS:-30000}"
 # Stop quickly in development; production keeps the 10 s drain.
