@@ -373,6 +373,20 @@ describe("the image's file tree", () => {
       expect(page.body).toContain("EventSource");
     });
 
+    it("checks tokens with the image's own jose (an ES module loaded from production node_modules)", async () => {
+      const secret = "image-test-secret-0123456789-0123456789";
+      const gw = await startImageGateway({ AUTH_JWT_SECRET: secret, DEMO: "true" });
+      expect((await rawGet(`${gw.url}/events/image.orders`)).status).toBe(401);
+      // The demo endpoint signs with the image's jose too; the gateway then verifies it.
+      const minted = await rawGet(`${gw.url}/demo/token?subject=image.orders&ttl=60`);
+      expect(minted.status).toBe(200);
+      const { token } = JSON.parse(minted.body) as { token: string };
+      const seq = await js.publish("image.orders", "authorized");
+      const rec = record(`${gw.url}/events/image.orders?access_token=${token}&last=1`);
+      await rec.waitForCount(1);
+      expect(rec.events.at(-1)).toMatchObject({ id: String(seq), data: "authorized" });
+    });
+
     it("serves events with id = stream sequence, as the image's non-root user, on a read-only root", async () => {
       const gw = await startImageGateway();
 
