@@ -117,6 +117,9 @@ async function resume(
   api: ApiCall,
   known?: StreamState,
 ): Promise<void> {
+  // The client holds everything up to its cursor: a notice sent while JetStream is asked below
+  // (the token's expiry) must name that position, never 0 (a resume from the stream's start).
+  session.lastSeq ??= cursor;
   // Everything the feed sees after this point reaches the session (it joined the feed first).
   const seen = feed.lastSeq;
   if (await fromWindow(session, feed, cursor, deps)) return;

@@ -21,6 +21,6 @@ export function corsHeaders(
 /** Extra headers answering a preflight (`OPTIONS`). */
 export const PREFLIGHT_HEADERS: Readonly<Record<string, string>> = {
   "Access-Control-Allow-Methods": "GET, OPTIONS",
-  "Access-Control-Allow-Headers": "Last-Event-ID, Cache-Control, Authorization",
+  "Access-Control-Allow-Headers": "Authorization, Last-Event-ID, Cache-Control",
   "Access-Control-Max-Age": "600",
 };
