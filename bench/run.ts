@@ -1,13 +1,14 @@
 /**
  * `make bench`: the gateway's benchmarks, each printing its figures (never asserting them).
  *
- *   npm run bench -- [fanout] [tracing] [memory] [storm] [deep] [--clients 2000,10000]
+ *   npm run bench -- [fanout] [tracing] [memory] [storm] [auth] [deep] [--clients 2000,10000]
  *                    [--messages 100] [--rounds 7] [--tracing-clients 2000] [--storm-clients 5000]
  *                    [--storm-spread 3000] [--deep 100000] [--workers 2]
  *
  * No scenario named: all of them. `tracing` is the gateway's fan-out with OpenTelemetry tracing
  * off, on, off, on (OTLP/HTTP to a local sink process; every message carries a W3C traceparent
- * in both modes), medians per mode and the on/off ratios.
+ * in both modes), medians per mode and the on/off ratios. `auth` is the in-window reconnect storm
+ * (`--storm-clients`) with authorization off, HS256 and ES256, one token per client.
  *
  * Everything runs on 127.0.0.1: one nats-server, the server under test in its own process, and
  * load clients in their own processes (raw sockets; HTTP chunking and SSE decoded for real).
@@ -22,6 +23,7 @@ import { median, nowMs } from "./lib/histogram";
 import { forkOtlpSink, type SinkCounts } from "./lib/otlpSink";
 import { LoadPool } from "./lib/pool";
 import { cpuMs, rss, sleep, startServer, type ServerProc } from "./lib/procs";
+import { es256Key, hs256Key, mintTokens } from "./lib/tokens";
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: string) => {
@@ -376,20 +378,30 @@ async function peakConsumers<T>(nc: NatsConnection, work: Promise<T>): Promise<[
   }
 }
 
+/** What one reconnect storm measured. */
+interface StormResult {
+  opened: { ok: number; failed: number; statuses: Record<string, number> };
+  caught: { complete: number; deliveries: number; duplicates: number; gaps: number };
+  /** From the first connection to the last client caught up, in s. */
+  secs: number;
+  lost: number;
+  peak: number;
+  /** CPU the server used over the same time, in ms. */
+  serverCpu: number;
+}
+
 /**
  * K clients whose cursors are spread over the last messages reconnect at once to a fresh
  * instance. With the default window they resume from memory; `env` can shrink the window so
- * most of them need replay consumers instead.
+ * most of them need replay consumers instead. `headers`: extra request headers per client (a
+ * token each, say), handed to the load clients before the clock starts.
  */
-async function storm(
+async function stormRun(
   ctx: Ctx,
   subject: string,
-  label: string,
   env: Record<string, string> = {},
-): Promise<void> {
-  log(
-    `\n## Reconnect storm${label}: ${fmt(STORM_CLIENTS)} clients, cursors spread over the last ${fmt(STORM_SPREAD)} messages, all at once to a fresh instance`,
-  );
+  headers?: Array<Record<string, string>>,
+): Promise<StormResult> {
   const last = await fill(ctx.js, subject, STORM_SPREAD);
   const first = last - STORM_SPREAD + 1;
   const cursors = Array.from(
@@ -400,6 +412,9 @@ async function storm(
   const server = await startKind("gateway", ctx, subject, env);
   const pool = new LoadPool(WORKERS);
   try {
+    if (headers) await pool.headers(headers);
+    const pid = server.child.pid as number;
+    const cpu0 = cpuMs(pid);
     const t0 = nowMs();
     const [result, peak] = await peakConsumers(
       ctx.nc,
@@ -416,20 +431,81 @@ async function storm(
         return { opened, caught, target };
       })(),
     );
+    const serverCpu = cpuMs(pid) - cpu0;
     const { opened, caught, target } = result;
     const expectedAll = expected + STORM_CLIENTS * (target - last);
     const lost = expectedAll - (caught.deliveries - caught.duplicates);
-    log(`connected ${fmt(opened.ok)}/${fmt(STORM_CLIENTS)} ${JSON.stringify(opened.statuses)}`);
-    log(
-      `caught up ${fmt(caught.complete)}/${fmt(STORM_CLIENTS)} in ${fmt((caught.lastAt - t0) / 1000, 2)} s   events ${fmt(caught.deliveries)} (${fmt(caught.deliveries / ((caught.lastAt - t0) / 1000))}/s)`,
-    );
-    log(
-      `lost ${fmt(lost)}   duplicates ${fmt(caught.duplicates)}   out-of-order/gaps ${fmt(caught.gaps)}   peak consumers on NATS ${peak} (1 feed + replays bounded by REPLAY_MAX_CONCURRENT=64)`,
-    );
+    return { opened, caught, secs: (caught.lastAt - t0) / 1000, lost, peak, serverCpu };
   } finally {
     pool.close();
     await server.stop();
   }
+}
+
+async function storm(
+  ctx: Ctx,
+  subject: string,
+  label: string,
+  env: Record<string, string> = {},
+): Promise<void> {
+  log(
+    `\n## Reconnect storm${label}: ${fmt(STORM_CLIENTS)} clients, cursors spread over the last ${fmt(STORM_SPREAD)} messages, all at once to a fresh instance`,
+  );
+  const { opened, caught, secs, lost, peak } = await stormRun(ctx, subject, env);
+  log(`connected ${fmt(opened.ok)}/${fmt(STORM_CLIENTS)} ${JSON.stringify(opened.statuses)}`);
+  log(
+    `caught up ${fmt(caught.complete)}/${fmt(STORM_CLIENTS)} in ${fmt(secs, 2)} s   events ${fmt(caught.deliveries)} (${fmt(caught.deliveries / secs)}/s)`,
+  );
+  log(
+    `lost ${fmt(lost)}   duplicates ${fmt(caught.duplicates)}   out-of-order/gaps ${fmt(caught.gaps)}   peak consumers on NATS ${peak} (1 feed + replays bounded by REPLAY_MAX_CONCURRENT=64)`,
+  );
+}
+
+/**
+ * The in-window reconnect storm with authorization off, then on with an HS256 secret, then on
+ * with an ES256 public key (asymmetric verification costs more). Every client of an `on` run
+ * sends `Authorization: Bearer <token>`, a token of its own (distinct `sub`) minted in advance
+ * and handed to the load clients before the clock starts, so the difference is the gateway's
+ * verification and grant checks. A fresh subject and instance per run.
+ */
+async function auth(ctx: Ctx): Promise<void> {
+  log(
+    `\n## Reconnect storm with authorization off and on: ${fmt(STORM_CLIENTS)} clients, cursors spread over the last ${fmt(STORM_SPREAD)} messages, all at once to a fresh instance; runs off, HS256 (AUTH_JWT_SECRET), ES256 (AUTH_JWT_PUBLIC_KEY), each client with a token of its own (Authorization: Bearer)`,
+  );
+  const modes = [
+    { label: "off", key: undefined },
+    { label: "HS256", key: hs256Key() },
+    { label: "ES256", key: es256Key() },
+  ] as const;
+  const rows: Record<string, StormResult> = {};
+  for (const { label, key } of modes) {
+    const subject = `bench.auth.${label.toLowerCase()}`;
+    // Off too (with no headers): the load clients have started and answered before the clock
+    // starts in every mode alike.
+    let headers: Array<Record<string, string>> = [];
+    if (key) {
+      const tokens = await mintTokens(key, STORM_CLIENTS, ["bench.auth.>"]);
+      headers = tokens.map((t) => ({ Authorization: `Bearer ${t}` }));
+      log(
+        `${label} tokens: ${fmt(tokens.length)} minted in advance, ${fmt(median(tokens.map((t) => t.length)))} bytes each (median)`,
+      );
+    }
+    const r = await stormRun(ctx, subject, key?.env ?? {}, headers);
+    rows[label] = r;
+    log(
+      `${label.padEnd(6)} connected ${fmt(r.opened.ok)}/${fmt(STORM_CLIENTS)} ${JSON.stringify(r.opened.statuses)}   caught up ${fmt(r.caught.complete)}/${fmt(STORM_CLIENTS)} in ${fmt(r.secs, 2)} s   events ${fmt(r.caught.deliveries)} (${fmt(r.caught.deliveries / r.secs)}/s)   lost ${fmt(r.lost)}   duplicates ${fmt(r.caught.duplicates)}   gaps ${fmt(r.caught.gaps)}   server CPU ${fmt(r.serverCpu)} ms for the storm, ${fmt((r.serverCpu * 1000) / STORM_CLIENTS, 1)} µs/connection`,
+    );
+    await sleep(500);
+  }
+  const off = rows.off;
+  const ratio = (on: StormResult | undefined, name: string) => {
+    if (!off || !on) return;
+    log(
+      `${name}: storm time ${fmt(on.secs / off.secs, 2)}x, CPU per connection ${fmt(on.serverCpu / off.serverCpu, 2)}x`,
+    );
+  };
+  ratio(rows.HS256, "auth on/off");
+  ratio(rows.ES256, "auth ES256/off");
 }
 
 async function deep(ctx: Ctx): Promise<void> {
@@ -479,6 +555,7 @@ async function main(): Promise<void> {
         },
       );
     }
+    if (want("auth")) await auth(ctx);
     if (want("deep")) await deep(ctx);
   } finally {
     await nc.close();

@@ -18,12 +18,19 @@ export type WorkerCommand =
       cursors: Array<number | null>;
       batch: number;
     }
+  /**
+   * Extra request headers for the connections of the next `open`, one block per cursor, in the
+   * same order (raw `Name: value\r\n` lines; "" for none). Sent before the clock starts, so a
+   * storm's timing does not include shipping thousands of tokens over IPC.
+   */
+  | { cmd: "headers"; headers: string[] }
   | { cmd: "round"; round: number; expect: number; timeoutMs: number }
   | { cmd: "catchup"; target: number; timeoutMs: number }
   | { cmd: "close" };
 
 export type WorkerReport =
   | { type: "opened"; ok: number; failed: number; statuses: Record<string, number> }
+  | { type: "headers"; count: number }
   | {
       type: "round";
       round: number;
@@ -62,6 +69,8 @@ let check: (() => void) | undefined;
 /** In catch-up mode: the sequence every client must reach, and how many have not yet. */
 let catchTarget = Infinity;
 let behind = 0;
+/** Header blocks for the next `open`, by cursor index (see the `headers` command). */
+let nextHeaders: string[] = [];
 
 function send(r: WorkerReport): void {
   process.send?.(r);
@@ -116,6 +125,8 @@ function open(cmd: Extract<WorkerCommand, { cmd: "open" }>): void {
   let ok = 0;
   let failed = 0;
   const statuses: Record<string, number> = {};
+  const extra = nextHeaders;
+  nextHeaders = [];
   const done = () => {
     if (++settled === cmd.cursors.length) send({ type: "opened", ok, failed, statuses });
   };
@@ -142,6 +153,7 @@ function open(cmd: Extract<WorkerCommand, { cmd: "open" }>): void {
       socket.write(
         `GET ${cmd.path} HTTP/1.1\r\nHost: ${cmd.host}:${cmd.port}\r\nAccept: text/event-stream\r\n` +
           (cursor === null ? "" : `Last-Event-ID: ${cursor}\r\n`) +
+          (extra[i] ?? "") +
           "\r\n",
       );
     });
@@ -222,6 +234,9 @@ process.on("message", (m: WorkerCommand) => {
     switch (m.cmd) {
       case "open":
         return open(m);
+      case "headers":
+        nextHeaders = m.headers;
+        return send({ type: "headers", count: m.headers.length });
       case "round":
         return waitRound(m);
       case "catchup":

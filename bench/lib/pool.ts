@@ -35,6 +35,33 @@ export class LoadPool {
     );
   }
 
+  /** Item j goes to worker j mod workers, in order: the way `open` spreads its cursors. */
+  private split<T>(items: T[]): T[][] {
+    return this.workers.map((_, i) => items.filter((_, j) => j % this.workers.length === i));
+  }
+
+  /**
+   * Extra request headers for the connections of the next {@link open}, one entry per cursor in
+   * the same order (e.g. `{ Authorization: "Bearer …" }` per client). Each worker gets only its
+   * share, before the clock of the caller starts.
+   */
+  async headers(perClient: Array<Record<string, string> | undefined>): Promise<void> {
+    const blocks = perClient.map((h) =>
+      h
+        ? Object.entries(h)
+            .map(([k, v]) => {
+              if (/[\r\n]/.test(k + v)) throw new Error(`header ${k}: no line breaks allowed`);
+              return `${k}: ${v}\r\n`;
+            })
+            .join("")
+        : "",
+    );
+    await this.ask(
+      "headers",
+      this.split(blocks).map((p) => ({ cmd: "headers", headers: p }) as WorkerCommand),
+    );
+  }
+
   /** Opens one connection per cursor (null: a fresh connection), spread over the workers. */
   async open(
     port: number,
