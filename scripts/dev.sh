@@ -18,6 +18,9 @@ if [ "${DEV_AUTH:-1}" = "1" ] && [ -z "${AUTH_JWT_SECRET:-}" ]; then
   [ -s .tools/dev-jwt-secret ] || od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >.tools/dev-jwt-secret
   AUTH_JWT_SECRET="$(cat .tools/dev-jwt-secret)"
   export AUTH_JWT_SECRET
+  # One clock here: tokens end exactly at their exp, so the page shows a renewal every 30 s.
+  export AUTH_JWT_LEEWAY_S="${AUTH_JWT_LEEWAY_S:-0}"
+
 fi
 export FEED_LINGER_MS="${FEED_LINGER_MS:-30000}"
 # Stop quickly in development; production keeps the 10 s drain.

@@ -4,7 +4,7 @@ import { createAuthorizer } from "./auth/createAuthorizer";
 import { ExpiryWheel } from "./auth/expiryWheel";
 import { ApiLimiter } from "./broker/apiLimiter";
 import { TOKEN_EXPIRED_EVENT } from "./broker/attach";
-import { encodeNotice } from "./sse/encoder";
+import { encodeNotice, encodeUnnumberedNotice } from "./sse/encoder";
 import type { Session } from "./sse/session";
 import { connectBroker, type Broker } from "./broker/connection";
 import { FeedRegistry } from "./broker/feeds";
@@ -61,14 +61,25 @@ export async function startGateway(
   const expiry = new ExpiryWheel<Session>((s) => {
     metrics.tokensExpired.inc();
     metrics.notices.inc({ type: "token_expired" });
-    const id = s.lastSeq ?? 0;
-    s.notice(
-      encodeNotice(TOKEN_EXPIRED_EVENT, id, {
-        lastEventId: id,
-        message: "the token expired: reconnect with a fresh one, from lastEventId",
-      }),
-      id,
-    );
+    const id = s.lastSeq;
+    if (id !== undefined && id > 0)
+      s.notice(
+        encodeNotice(TOKEN_EXPIRED_EVENT, id, {
+          lastEventId: id,
+          message: "the token expired: reconnect with a fresh one, from lastEventId",
+        }),
+        id,
+      );
+    // Nothing delivered yet and no cursor (a `since` or `last` start still looking for its
+    // position): no id, or the client would resume from the stream's start; it reopens with
+    // the start it asked for.
+    else
+      s.control(
+        encodeUnnumberedNotice(TOKEN_EXPIRED_EVENT, {
+          lastEventId: null,
+          message: "the token expired: reconnect with a fresh one, with the same start",
+        }),
+      );
     s.close("token-expired", jitter(config.RETRY_MS));
   });
   const deps: AppDeps = {

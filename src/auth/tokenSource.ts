@@ -26,7 +26,9 @@ export function findToken(
   sources: TokenSources,
 ): FoundToken {
   const auth = headers.authorization;
-  if (auth !== undefined) {
+  // Another scheme (a page behind HTTP Basic auth) is not ours: the cookie or query may still
+  // carry the token. A Bearer header that is malformed is refused, not skipped.
+  if (auth !== undefined && /^bearer(\s|$)/i.test(auth)) {
     const m = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(auth);
     if (!m)
       return { type: "malformed", message: "the Authorization header is not `Bearer <token>`" };

@@ -14,6 +14,8 @@ export function corsHeaders(
   return {
     "Access-Control-Allow-Origin": origin,
     "Access-Control-Allow-Credentials": "true",
+    // So a page's script can read why it was refused and when to come back.
+    "Access-Control-Expose-Headers": "WWW-Authenticate, Retry-After",
     Vary: "Origin",
   };
 }

@@ -277,7 +277,12 @@ async function openStream(
     feed,
     rs,
     ticket: a.ticket,
-    expiresAt: a.token?.expiresAt,
+    // The same clock skew as at connect: a token accepted within the leeway is not cut a
+    // second later (a cookie-based client would loop until the leeway ran out).
+    expiresAt:
+      a.token?.expiresAt === undefined
+        ? undefined
+        : a.token.expiresAt + config.AUTH_JWT_LEEWAY_S * 1_000,
     socket: res.socket ?? undefined,
     bytesBefore: res.socket?.bytesWritten ?? 0,
     catchUp: "none",

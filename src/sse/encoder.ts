@@ -83,6 +83,11 @@ export function encodeNotice(type: string, id: number, body: Record<string, unkn
   return Buffer.from(`id: ${id}\nevent: ${sanitizeField(type)}\ndata: ${JSON.stringify(body)}\n\n`);
 }
 
+/** A gateway notice without `id:`: the client's Last-Event-ID stays what it was. */
+export function encodeUnnumberedNotice(type: string, body: Record<string, unknown>): Buffer {
+  return Buffer.from(`event: ${sanitizeField(type)}\ndata: ${JSON.stringify(body)}\n\n`);
+}
+
 /** `retry:` tells the client how long to wait before reconnecting, in milliseconds. */
 export function encodeRetry(ms: number): Buffer {
   return Buffer.from(`retry: ${Math.max(0, Math.floor(ms))}\n\n`);

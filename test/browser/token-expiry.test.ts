@@ -48,6 +48,8 @@ describe("Chromium's EventSource on the demo page with authorization on", () => 
       NATS_URL: nats.url,
       DEMO: "true",
       AUTH_JWT_SECRET: randomBytes(48).toString("base64url"),
+      // A stream ends at exp + AUTH_JWT_LEEWAY_S: no skew, so 3-second tokens end after 3 s.
+      AUTH_JWT_LEEWAY_S: "0",
       DRAIN_WINDOW_MS: "200",
       SHED_RETRY_MS: "300",
       RETRY_MS: "300",

@@ -303,12 +303,19 @@ describe("where the token comes from", () => {
     expect((await probe(url, { Cookie: `sse_token=${token}` })).status).toBe(200);
   });
 
-  it("an Authorization header that is not `Bearer <token>` is refused with 401 invalid_token; the scheme is case-insensitive", async () => {
+  it("a malformed Bearer header is refused with 401 invalid_token; another scheme is not ours and the cookie or query still counts; the scheme is case-insensitive", async () => {
     const token = await mint(grant());
-    for (const value of ["Basic dXNlcjpwYXNz", `Token ${token}`, `Bearer`, `Bearer ${token} x`]) {
+    for (const value of [`Bearer`, `Bearer ${token} x`, "Bearer a,b"]) {
       const a = await probe(ev(), { Authorization: value });
       expectRefused(a, 401, "invalid_token", token);
       expect(a.headers.get("www-authenticate")).toMatch(/^Bearer realm="jetstream-sse-gateway"/);
+    }
+    // A page behind HTTP Basic auth: its Authorization header is for someone else.
+    for (const value of ["Basic dXNlcjpwYXNz", `Token ${token}`]) {
+      expectRefused(await probe(ev(), { Authorization: value }), 401, "missing_token", token);
+      expect((await probe(`${ev()}?access_token=${token}`, { Authorization: value })).status).toBe(
+        200,
+      );
     }
     expect((await probe(ev(), { Authorization: `bearer ${token}` })).status).toBe(200);
     expect((await probe(ev(), { Authorization: `BEARER  ${token}` })).status).toBe(200);
@@ -529,7 +536,7 @@ describe("answers", () => {
     const s = url(`${P}.orders.eu.42`);
     await probe(s);
     await probe(s);
-    await probe(s, { Authorization: "Basic eDp5" });
+    await probe(s, { Authorization: "Bearer x y" });
     await probe(s, bearer(await mint(`${P}.>`, { exp: now() - 300 })));
     await probe(s, bearer(await mint(`${P}.orders.us.>`)));
     await probe(s, bearer(await mint(`${P}.orders.eu.>`)));
@@ -886,6 +893,8 @@ describe("a token that expires mid-stream", () => {
     const g = await gateway({
       NATS_URL: gate.url,
       AUTH_JWT_SECRET: SECRET,
+      // No skew: the token below ends at its exp, a second or two after it connects.
+      AUTH_JWT_LEEWAY_S: "0",
       // No window: a resume asks JetStream for the stream's state before it is positioned.
       WINDOW_MESSAGES: "0",
       FEED_WARMUP_BYTES: "0",
@@ -902,11 +911,11 @@ describe("a token that expires mid-stream", () => {
     gate.hold();
     let noticeId: string | undefined;
     try {
-      // Expired a moment ago, within AUTH_JWT_LEEWAY_S (30 s): accepted, ended at the next tick,
-      // while its resume's JetStream call is held.
+      // Expires within a second or two: accepted, ended while its resume's JetStream call is
+      // held.
       const rec = await openRecorder(tracker, url, {
         headers: {
-          ...bearer(await mint(subject, { exp: now() - 2 })),
+          ...bearer(await mint(subject, { exp: now() + 1 })),
           "Last-Event-ID": String(cursor),
         },
         types: ["gateway.token_expired"],

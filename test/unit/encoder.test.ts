@@ -5,6 +5,7 @@ import {
   encodeEvent,
   encodeNotice,
   encodeRetry,
+  encodeUnnumberedNotice,
   sanitizeField,
 } from "../../src/sse/encoder";
 
@@ -121,5 +122,13 @@ describe("control frames", () => {
 
   it("sanitizeField strips CR, LF and NUL and trims", () => {
     expect(sanitizeField(" a\r\nb\u0000 ")).toBe("ab");
+  });
+});
+
+describe("encodeUnnumberedNotice", () => {
+  it("writes the event and its JSON without an id, so the client's Last-Event-ID stays", () => {
+    expect(encodeUnnumberedNotice("gateway.token_expired", { lastEventId: null }).toString()).toBe(
+      'event: gateway.token_expired\ndata: {"lastEventId":null}\n\n',
+    );
   });
 });

@@ -27,9 +27,14 @@ describe("findToken", () => {
     });
   });
 
-  it("accepts the scheme in any case (RFC 7235) and refuses anything but Bearer", () => {
+  it("accepts the scheme in any case (RFC 7235), refuses a malformed Bearer, and leaves other schemes to the cookie and query", () => {
     expect(findToken({ authorization: "bearer abc" }, {}, all).type).toBe("token");
-    expect(findToken({ authorization: "Basic dXNlcjpwYXNz" }, {}, all).type).toBe("malformed");
+    expect(findToken({ authorization: "Basic dXNlcjpwYXNz" }, {}, all).type).toBe("none");
+    expect(findToken({ authorization: "Basic dXNlcjpwYXNz" }, { access_token: "q" }, all)).toEqual({
+      type: "token",
+      token: "q",
+      source: "query",
+    });
     expect(findToken({ authorization: "Bearer" }, {}, all).type).toBe("malformed");
     expect(findToken({ authorization: "Bearer a b" }, {}, all).type).toBe("malformed");
   });
@@ -39,7 +44,7 @@ describe("findToken", () => {
   });
 
   it("never puts the token in its messages", () => {
-    const r = findToken({ authorization: "Token s3cr3t" }, {}, all);
+    const r = findToken({ authorization: "Bearer s3cr3t extra" }, {}, all);
     expect(r.type === "malformed" && r.message).not.toContain("s3cr3t");
   });
 });
