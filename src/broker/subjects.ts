@@ -3,6 +3,8 @@
  * Knows nothing of NATS connections or HTTP; every function is tested with strings alone.
  */
 
+import { grantCovers } from "../auth/subjectGrants";
+
 /** Why a subject was refused; the HTTP layer maps each kind to a status and a message. */
 export type SubjectError =
   | { type: "malformed"; subject: string; reason: string }
@@ -148,19 +150,9 @@ export function describeSubjectError(e: SubjectError): string {
 
 /**
  * True when every subject matched by `filter` is also matched by `pattern` (a stream's subject).
- * A consumer filter must be such a subset of its stream's subjects.
+ * A consumer filter must be such a subset of its stream's subjects. The same relation decides
+ * whether a token's grant covers a subject (`grantCovers`): one implementation for both.
  */
 export function subjectIsSubset(filter: string, pattern: string): boolean {
-  const tf = filter.split(".");
-  const tp = pattern.split(".");
-  for (let i = 0; i < tf.length; i++) {
-    const p = tp[i];
-    const f = tf[i] as string;
-    if (p === undefined) return false;
-    if (p === ">") return true;
-    if (f === ">") return false;
-    if (p === "*") continue;
-    if (f === "*" || f !== p) return false;
-  }
-  return tf.length === tp.length;
+  return grantCovers(pattern, filter);
 }
