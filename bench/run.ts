@@ -15,7 +15,12 @@
  */
 import { randomBytes } from "node:crypto";
 import os from "node:os";
-import { jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
+import {
+  jetstream,
+  jetstreamManager,
+  type JetStreamClient,
+  type JetStreamManager,
+} from "@nats-io/jetstream";
 import { connect, headers, type NatsConnection } from "@nats-io/transport-node";
 import { startNats, type NatsHandle } from "../test/support/nats";
 import { freePort } from "../test/support/ports";
@@ -50,6 +55,7 @@ interface Ctx {
   nats: NatsHandle;
   nc: NatsConnection;
   js: JetStreamClient;
+  jsm: JetStreamManager;
 }
 
 function log(line = ""): void {
@@ -402,6 +408,10 @@ async function stormRun(
   env: Record<string, string> = {},
   headers?: Array<Record<string, string>>,
 ): Promise<StormResult> {
+  // A storm starts from a stream holding only its own messages: a fresh instance sizes its
+  // window's warm-up from the stream's average message size, which earlier scenarios' messages
+  // (other subjects, trace headers) would otherwise change from one `make bench` to the next.
+  await ctx.jsm.streams.purge(STREAM);
   const last = await fill(ctx.js, subject, STORM_SPREAD);
   const first = last - STORM_SPREAD + 1;
   const cursors = Array.from(
@@ -539,7 +549,7 @@ async function main(): Promise<void> {
   const nc = await connect({ servers: nats.url });
   const jsm = await jetstreamManager(nc);
   await jsm.streams.add({ name: STREAM, subjects: ["bench.>"] });
-  const ctx: Ctx = { nats, nc, js: jetstream(nc) };
+  const ctx: Ctx = { nats, nc, js: jetstream(nc), jsm };
   try {
     if (want("fanout")) for (const n of CLIENTS) await fanout(ctx, n);
     if (want("tracing")) for (const n of TRACING_CLIENTS) await tracing(ctx, n);
