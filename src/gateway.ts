@@ -1,4 +1,5 @@
 import type { Server } from "node:http";
+import { ROOT_CONTEXT, context } from "@opentelemetry/api";
 import type { AddressInfo } from "node:net";
 import { createAuthorizer } from "./auth/createAuthorizer";
 import { ExpiryWheel } from "./auth/expiryWheel";
@@ -58,30 +59,36 @@ export async function startGateway(
   // A stream whose token expires gets a notice naming where it stopped, then ends with a
   // `retry:`: the page fetches a fresh token and reopens from there (a cookie-based page may
   // just refresh the cookie and let EventSource reconnect).
-  const expiry = new ExpiryWheel<Session>((s) => {
-    metrics.tokensExpired.inc();
-    metrics.notices.inc({ type: "token_expired" });
-    const id = s.lastSeq;
-    if (id !== undefined && id > 0)
-      s.notice(
-        encodeNotice(TOKEN_EXPIRED_EVENT, id, {
-          lastEventId: id,
-          message: "the token expired: reconnect with a fresh one, from lastEventId",
-        }),
-        id,
-      );
-    // Nothing delivered yet and no cursor (a `since` or `last` start still looking for its
-    // position): no id, or the client would resume from the stream's start; it reopens with
-    // the start it asked for.
-    else
-      s.control(
-        encodeUnnumberedNotice(TOKEN_EXPIRED_EVENT, {
-          lastEventId: null,
-          message: "the token expired: reconnect with a fresh one, with the same start",
-        }),
-      );
-    s.close("token-expired", jitter(config.RETRY_MS));
-  });
+  const expiry = new ExpiryWheel<Session>(
+    (s) => {
+      metrics.tokensExpired.inc();
+      metrics.notices.inc({ type: "token_expired" });
+      const id = s.lastSeq;
+      if (id !== undefined && id > 0)
+        s.notice(
+          encodeNotice(TOKEN_EXPIRED_EVENT, id, {
+            lastEventId: id,
+            message: "the token expired: reconnect with a fresh one, from lastEventId",
+          }),
+          id,
+        );
+      // Nothing delivered yet and no cursor (a `since` or `last` start still looking for its
+      // position): no id, or the client would resume from the stream's start; it reopens with
+      // the start it asked for.
+      else
+        s.control(
+          encodeUnnumberedNotice(TOKEN_EXPIRED_EVENT, {
+            lastEventId: null,
+            message: "the token expired: reconnect with a fresh one, with the same start",
+          }),
+        );
+      s.close("token-expired", jitter(config.RETRY_MS));
+    },
+    1_000,
+    Date.now,
+    // The timer starts during some request; its ticks belong to none (logs, spans, timers).
+    (fn, ms) => context.with(ROOT_CONTEXT, () => setInterval(fn, ms)),
+  );
   const deps: AppDeps = {
     config,
     log,

@@ -44,6 +44,10 @@ export async function createAuthorizer(
       },
     },
   );
+  if (config.DEMO)
+    log.warn(
+      "DEMO=true with authorization on: /demo/token mints tokens for any subject to anyone; for local development only",
+    );
   log.info(
     {
       keys: config.AUTH_JWKS_URL ? "jwks" : config.AUTH_JWT_SECRET ? "secret" : "public-key",

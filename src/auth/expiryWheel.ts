@@ -11,10 +11,15 @@ export class ExpiryWheel<T> {
    * @param onExpire called once per item whose time has come (and that was not removed).
    * @param tickMs resolution, in ms. Default 1000.
    */
+  /**
+   * @param schedule starts the repeating timer (default `setInterval`); the gateway passes one
+   * that starts it outside any request's trace context.
+   */
   constructor(
     private readonly onExpire: (item: T) => void,
     private readonly tickMs = 1_000,
     private readonly now: () => number = Date.now,
+    private readonly schedule: (fn: () => void, ms: number) => NodeJS.Timeout = setInterval,
   ) {}
 
   /** Items waiting. */
@@ -30,7 +35,7 @@ export class ExpiryWheel<T> {
     let bucket = this.buckets.get(key);
     if (!bucket) this.buckets.set(key, (bucket = new Set()));
     bucket.add(item);
-    this.timer ??= setInterval(() => this.tick(), this.tickMs).unref();
+    this.timer ??= this.schedule(() => this.tick(), this.tickMs).unref();
   }
 
   remove(item: T, atMs: number): void {

@@ -66,6 +66,11 @@ export class BatchTrace {
       this.links.push({ context: parent, attributes: { "sse.seq": m.seq } });
   }
 
+  /** Forgets the pending batch's links (a batch that is not recorded). */
+  discard(): void {
+    this.links = [];
+  }
+
   /** Records the batch's span(s) and forgets its links. */
   record(b: DeliveredBatch): void {
     const links = this.links;

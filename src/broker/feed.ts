@@ -591,7 +591,8 @@ export class Feed {
       this.deps.metrics.eventsSent.inc({ path: "live" }, frames.length * live);
       this.deps.metrics.bytesSent.inc(buf.length * live);
     }
-    if (this.batchTrace && this.opts.traceBatches && tracingActive())
+    // A lingering feed (no session) delivered to no one: nothing to trace.
+    if (this.batchTrace && this.opts.traceBatches && tracingActive() && this.sessions.size > 0)
       this.batchTrace.record({
         stream: this.stream,
         filters: this.filters,
@@ -602,6 +603,7 @@ export class Feed {
         sessions: live,
         arrivedAt: this.batchStart,
       });
+    else this.batchTrace?.discard();
   }
 
   /**

@@ -165,11 +165,14 @@ export class FeedRegistry {
       this.remove(feed);
       return;
     }
-    const t = setTimeout(() => {
-      this.lingering.delete(feed);
-      this.deps.metrics.feedsLingering.set(this.lingering.size);
-      if (feed.sessions.size === 0) this.remove(feed);
-    }, this.opts.lingerMs);
+    // Started by whichever session left last; the feed's end belongs to no one's trace.
+    const t = context.with(ROOT_CONTEXT, () =>
+      setTimeout(() => {
+        this.lingering.delete(feed);
+        this.deps.metrics.feedsLingering.set(this.lingering.size);
+        if (feed.sessions.size === 0) this.remove(feed);
+      }, this.opts.lingerMs),
+    );
     t.unref();
     this.lingering.set(feed, t);
     // Lingering feeds hold a consumer and a window each: past the bound, the one unused the

@@ -52,6 +52,37 @@ function plain(address: string): string {
   return address.startsWith("::ffff:") && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
 }
 
+// Loopback, private, link-local, shared (CGNAT) and unique-local ranges: what the peers of a
+// gateway behind a load balancer or an ingress look like (pod and node addresses).
+const NON_PUBLIC = (() => {
+  const list = new BlockList();
+  for (const [net, bits] of [
+    ["10.0.0.0", 8],
+    ["172.16.0.0", 12],
+    ["192.168.0.0", 16],
+    ["127.0.0.0", 8],
+    ["169.254.0.0", 16],
+    ["100.64.0.0", 10],
+  ] as const)
+    list.addSubnet(net, bits, "ipv4");
+  for (const [net, bits] of [
+    ["::1", 128],
+    ["fc00::", 7],
+    ["fe80::", 10],
+  ] as const)
+    list.addSubnet(net, bits, "ipv6");
+  return list;
+})();
+
+/**
+ * True for a globally routable address: a peer that is such an address is a client itself,
+ * not a proxy or load balancer inside the cluster.
+ */
+export function isPublicAddress(address: string): boolean {
+  const a = plain(address);
+  return isIP(a) !== 0 && !contains(NON_PUBLIC, a);
+}
+
 /** True when `address` (plain or IPv4-mapped) is in `list`. */
 export function isTrusted(list: BlockList, address: string): boolean {
   return contains(list, plain(address));

@@ -9,20 +9,28 @@ export function corsHeaders(
   origin: string | undefined,
 ): Record<string, string> {
   if (!origin) return {};
-  if (origins.includes("*")) return { "Access-Control-Allow-Origin": "*" };
+  if (origins.includes("*"))
+    return { "Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": EXPOSED };
   if (!origins.includes(origin)) return {};
   return {
     "Access-Control-Allow-Origin": origin,
     "Access-Control-Allow-Credentials": "true",
     // So a page's script can read why it was refused and when to come back.
-    "Access-Control-Expose-Headers": "WWW-Authenticate, Retry-After",
+    "Access-Control-Expose-Headers": EXPOSED,
     Vary: "Origin",
   };
 }
 
-/** Extra headers answering a preflight (`OPTIONS`). */
+/** Response headers a page's script may read: why it was refused, and when to come back. */
+const EXPOSED = "WWW-Authenticate, Retry-After";
+
+/**
+ * Extra headers answering a preflight (`OPTIONS`): the token, the resume cursor, and W3C trace
+ * context, so a traced page's fetch-based SSE client continues its trace here.
+ */
 export const PREFLIGHT_HEADERS: Readonly<Record<string, string>> = {
   "Access-Control-Allow-Methods": "GET, OPTIONS",
-  "Access-Control-Allow-Headers": "Authorization, Last-Event-ID, Cache-Control",
+  "Access-Control-Allow-Headers":
+    "Authorization, Last-Event-ID, Cache-Control, traceparent, tracestate, baggage",
   "Access-Control-Max-Age": "600",
 };

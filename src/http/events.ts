@@ -21,7 +21,7 @@ import { firstUncovered } from "../auth/subjectGrants";
 import type { VerifiedToken } from "../auth/tokenVerifier";
 import type { Config } from "../config";
 import type { AdmissionTicket } from "../sse/sessionRegistry";
-import { clientAddress, proxyTrust, type ClientAddress } from "./clientAddress";
+import { clientAddress, isPublicAddress, proxyTrust, type ClientAddress } from "./clientAddress";
 import { header, parseEventsUrl, type UrlError, type UrlLimits } from "./request";
 import { RequestSpan, redactQuery } from "./requestSpan";
 import { shed, type ShedReason } from "./shed";
@@ -269,10 +269,8 @@ async function openStream(
     return false;
   }
 
-  res.writeHead(200, { ...cors, ...SSE_HEADERS });
-  res.socket?.setNoDelay(true);
-  session.control(encodeRetry(config.RETRY_MS));
-  if (rs.recording) rs.span.setAttributes(sessionAttributes(filters.value, stream, start.value));
+  // Tracked before the 200 is written: whatever throws from here on, the session's clean-up
+  // (untrack) finds everything it must give back.
   const t: Tracked = {
     feed,
     rs,
@@ -293,6 +291,10 @@ async function openStream(
   deps.metrics.sessions.inc();
   deps.metrics.sessionsOpened.inc({ start: start.value.kind });
   deps.sessions.add(session);
+  res.writeHead(200, { ...cors, ...SSE_HEADERS });
+  res.socket?.setNoDelay(true);
+  session.control(encodeRetry(config.RETRY_MS));
+  if (rs.recording) rs.span.setAttributes(sessionAttributes(filters.value, stream, start.value));
   if (deps.log.isLevelEnabled("debug"))
     deps.log.debug({ stream, filters: filters.value, start: start.value.kind }, "session opened");
   if (session.closed) {
@@ -444,8 +446,9 @@ function sessionAttributes(
 /**
  * What MAX_CONNECTIONS_PER_CLIENT counts a request against (CLIENT_LIMIT_BY), or undefined
  * when no per-client bound applies. `auto`: the token's `sub` when authorization is on; else
- * the client address, but only when a trusted proxy vouched for it. Behind an ingress every
- * connection's peer is an ingress pod: counting by that would cap the whole pod.
+ * the client address when a trusted proxy vouched for it or when it is a public address (a
+ * directly exposed gateway). Behind an ingress every connection's peer is an ingress pod:
+ * counting by that would cap the whole pod.
  */
 function limitKey(
   mode: Config["CLIENT_LIMIT_BY"],
@@ -456,7 +459,10 @@ function limitKey(
   if (mode === "none") return undefined;
   if (mode === "address") return client.address;
   if ((mode === "token" || authOn) && token?.subject !== undefined) return `sub:${token.subject}`;
-  return client.viaProxy ? client.address : undefined;
+  if (mode === "token") return client.viaProxy ? client.address : undefined;
+  // A public peer is a client itself (a gateway exposed directly); a private one is most
+  // likely an ingress or load balancer, and keying on it would cap everyone behind it.
+  return client.viaProxy || isPublicAddress(client.address) ? client.address : undefined;
 }
 
 /** `http.route`: the path template the request matched. */

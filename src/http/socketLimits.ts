@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import type { Server } from "node:http";
 import type { Socket } from "node:net";
 import type { Config } from "../config";
-import { isTrusted, parseCidrList } from "./clientAddress";
+import { isPublicAddress, isTrusted, parseCidrList } from "./clientAddress";
 import type { Metrics } from "../telemetry/metrics";
 
 /** The socket bounds of the public port in force, and what an operator should know about them. */
@@ -10,11 +10,11 @@ export interface SocketBounds {
   /** Open sockets in total. */
   maxSockets: number;
   /**
-   * Open sockets per remote address; undefined when not applied (CLIENT_LIMIT_BY is not
-   * `address`, or TRUST_PROXY).
+   * Open sockets per remote address; undefined when not applied (CLIENT_LIMIT_BY `token` or
+   * `none`, or TRUST_PROXY).
    */
   maxPerClient: number | undefined;
-  /** Remote addresses the per-address bound does not apply to (TRUSTED_PROXIES). */
+  /** Remote addresses the per-address bound does not apply to (TRUSTED_PROXIES; in auto, private ones). */
   exempt?: (address: string) => boolean;
   /** Warnings worth a log line at start-up. */
   warnings: string[];
@@ -50,23 +50,27 @@ export function socketBounds(config: Config, openFiles: number | undefined): Soc
         `(${openFiles}): a flood can exhaust file descriptors and fail the probes`,
     );
   }
-  // Per address only where an address is a client: CLIENT_LIMIT_BY=address without TRUST_PROXY
-  // (behind a proxy, sockets come from the proxy; TRUSTED_PROXIES' peers are exempt).
+  // Per address only where an address is a client: with CLIENT_LIMIT_BY address or auto, not
+  // behind TRUST_PROXY (sockets come from the proxy); TRUSTED_PROXIES' peers are exempt, and
+  // so, in auto, are private peers (an ingress or load balancer).
+  const byAddress = config.CLIENT_LIMIT_BY === "address" || config.CLIENT_LIMIT_BY === "auto";
   const maxPerClient =
-    config.CLIENT_LIMIT_BY !== "address" || config.TRUST_PROXY
+    !byAddress || config.TRUST_PROXY
       ? undefined
       : config.HTTP_MAX_SOCKETS_PER_CLIENT ||
         // Room for the client's streams, and as many again (at least 64) for requests it makes
         // meanwhile: shed and refused ones, kept-alive connections.
         config.MAX_CONNECTIONS_PER_CLIENT + Math.max(config.MAX_CONNECTIONS_PER_CLIENT, 64);
   const proxies = parseCidrList(config.TRUSTED_PROXIES);
-  const exempt = proxies.ok ? proxies.value : undefined;
-  return {
-    maxSockets,
-    maxPerClient,
-    exempt: exempt && ((address: string) => isTrusted(exempt, address)),
-    warnings,
-  };
+  const trusted = proxies.ok ? proxies.value : undefined;
+  const auto = config.CLIENT_LIMIT_BY === "auto";
+  const exempt =
+    maxPerClient === undefined || (!trusted && !auto)
+      ? undefined
+      : (address: string) =>
+          (trusted !== undefined && isTrusted(trusted, address)) ||
+          (auto && !isPublicAddress(address));
+  return { maxSockets, maxPerClient, exempt, warnings };
 }
 
 /** The soft limit on open files of this process (Linux), or undefined when unknown or unlimited. */

@@ -91,7 +91,12 @@ export class SpanQueue implements SpanProcessor {
       if (left <= 0) break;
       if (this.exporting) await within(this.exporting, left);
       else if (this.queue.length > 0) this.exportNext(Math.min(left, this.exportTimeoutMs));
-      else return true;
+      else {
+        // Stopped before anything else runs: a span ended by a continuation of this flush
+        // would otherwise be queued after it and neither exported nor counted.
+        if (final) this.stopped = true;
+        return true;
+      }
     }
     // Stopped before the counting below: a span ended by a continuation of it would otherwise
     // be queued after the count and never exported nor counted.

@@ -94,7 +94,7 @@ export function startTracing(
         exportTimeoutMs: positive(env.OTEL_BSP_EXPORT_TIMEOUT) ?? 30_000,
         onDropped: report,
         onExported: (n) => opts.metrics?.traceSpansExported.inc(n),
-        onQueued: (n) => opts.metrics?.traceQueueSpans.set(n),
+        onQueued: () => opts.metrics?.traceQueueSpans.set(queues.reduce((n, q) => n + q.length, 0)),
       }),
   );
   opts.metrics?.traceQueueSpansMax.set(opts.queueSpans * queues.length);

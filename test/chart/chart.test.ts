@@ -306,6 +306,8 @@ describe("settings from values", () => {
       authJwtSubscribeClaim: "perms",
       authCookie: "sse_token",
       authPublicSubjects: "public.>",
+      // The chart refuses the demo together with authorization (its token endpoint).
+      demo: false,
     });
     delete config.authJwtPublicKey;
     delete config.authJwtPublicKeyFile;
@@ -566,6 +568,16 @@ describe("bad values are refused with a clear message", () => {
       "an HPA whose minimum exceeds its maximum",
       ["autoscaling.enabled=true", "autoscaling.minReplicas=5", "autoscaling.maxReplicas=2"],
       /minReplicas must not exceed/,
+    ],
+    [
+      "the demo with authorization (its endpoint mints tokens for anyone)",
+      ["config.demo=true", "auth.jwtSecret=0123456789abcdef0123456789abcdef"],
+      /config.demo with authorization on would serve \/demo\/token/,
+    ],
+    [
+      "a client-limit key that does not exist",
+      ["config.clientLimitBy=ip"],
+      /config\/clientLimitBy/,
     ],
   ])("refuses %s", (_what, set, message) => {
     expect(() => renderText({ set })).toThrow(message);

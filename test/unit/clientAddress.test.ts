@@ -1,5 +1,10 @@
 import type { IncomingMessage } from "node:http";
-import { clientAddress, parseCidrList, proxyTrust } from "../../src/http/clientAddress";
+import {
+  clientAddress,
+  isPublicAddress,
+  parseCidrList,
+  proxyTrust,
+} from "../../src/http/clientAddress";
 
 function req(peer: string, xff?: string | string[]): IncomingMessage {
   return {
@@ -89,4 +94,27 @@ describe("parseCidrList", () => {
       expect(r).toEqual({ ok: false, error: expect.stringContaining(entry) as string });
     },
   );
+});
+
+describe("isPublicAddress", () => {
+  it("tells a globally routable client from the private peers of a cluster", () => {
+    for (const a of ["203.0.113.7", "8.8.8.8", "2001:db8::1", "::ffff:198.51.100.2"])
+      expect([a, isPublicAddress(a)]).toEqual([a, true]);
+    for (const a of [
+      "10.0.0.1",
+      "172.16.5.4",
+      "172.31.255.255",
+      "192.168.1.1",
+      "100.64.0.1",
+      "127.0.0.1",
+      "169.254.1.1",
+      "::1",
+      "fd12::1",
+      "fe80::1",
+      "::ffff:10.0.0.1",
+      "not-an-ip",
+    ])
+      expect([a, isPublicAddress(a)]).toEqual([a, false]);
+    expect(isPublicAddress("172.32.0.1")).toBe(true);
+  });
 });

@@ -36,23 +36,33 @@ describe("the public port's socket bounds", () => {
     expect(socketBounds(c, undefined).warnings).toEqual([]);
   });
 
-  it("derive the per-address bound from MAX_CONNECTIONS_PER_CLIENT with CLIENT_LIMIT_BY=address, and apply none otherwise", () => {
-    const byAddress = { CLIENT_LIMIT_BY: "address" };
-    expect(socketBounds(loadConfig(byAddress), undefined).maxPerClient).toBe(512);
+  it("derive the per-address bound from MAX_CONNECTIONS_PER_CLIENT, and apply none behind a proxy or when clients are not counted by address", () => {
+    expect(socketBounds(loadConfig({}), undefined).maxPerClient).toBe(512);
     expect(
-      socketBounds(loadConfig({ ...byAddress, MAX_CONNECTIONS_PER_CLIENT: "2" }), undefined)
-        .maxPerClient,
+      socketBounds(loadConfig({ MAX_CONNECTIONS_PER_CLIENT: "2" }), undefined).maxPerClient,
     ).toBe(66);
     expect(
-      socketBounds(loadConfig({ ...byAddress, HTTP_MAX_SOCKETS_PER_CLIENT: "300" }), undefined)
-        .maxPerClient,
+      socketBounds(loadConfig({ HTTP_MAX_SOCKETS_PER_CLIENT: "300" }), undefined).maxPerClient,
     ).toBe(300);
-    // Behind a proxy every socket comes from the proxy; by default (auto) addresses are not
-    // known to be clients: no per-address bound either way.
-    expect(
-      socketBounds(loadConfig({ ...byAddress, TRUST_PROXY: "true" }), undefined).maxPerClient,
-    ).toBe(undefined);
-    expect(socketBounds(loadConfig({}), undefined).maxPerClient).toBe(undefined);
+    // Behind a proxy every socket comes from the proxy.
+    expect(socketBounds(loadConfig({ TRUST_PROXY: "true" }), undefined).maxPerClient).toBe(
+      undefined,
+    );
+    const secret = { AUTH_JWT_SECRET: "0123456789abcdef0123456789abcdef" };
+    for (const by of ["token", "none"])
+      expect(
+        socketBounds(loadConfig({ ...secret, CLIENT_LIMIT_BY: by }), undefined).maxPerClient,
+      ).toBe(undefined);
+  });
+
+  it("exempt private peers in auto (an ingress or load balancer), not with CLIENT_LIMIT_BY=address", () => {
+    const auto = socketBounds(loadConfig({}), undefined);
+    for (const peer of ["10.1.2.3", "::ffff:10.1.2.3", "192.168.0.9", "127.0.0.1", "fd00::1"])
+      expect([peer, auto.exempt?.(peer)]).toEqual([peer, true]);
+    for (const peer of ["203.0.113.7", "2001:db8::1", "::ffff:198.51.100.2"])
+      expect([peer, auto.exempt?.(peer)]).toEqual([peer, false]);
+    const byAddress = socketBounds(loadConfig({ CLIENT_LIMIT_BY: "address" }), undefined);
+    expect(byAddress.exempt).toBeUndefined();
   });
 
   it("exempt TRUSTED_PROXIES from the per-address bound", () => {

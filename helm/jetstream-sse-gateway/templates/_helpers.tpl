@@ -118,6 +118,10 @@ bound always fit, with 5 s to spare for the kubelet.
 {{- fail "nats.tls.clientCert: set nats.tls.cert and nats.tls.key (PEM) or nats.tls.existingSecret" }}
 {{- end }}
 {{- end }}
+{{- $c := .Values.config }}
+{{- if and $c.demo (or .Values.auth.jwtSecret .Values.auth.existingSecret $c.authJwtPublicKey $c.authJwtPublicKeyFile $c.authJwksUrl) }}
+{{- fail "config.demo with authorization on would serve /demo/token, which mints tokens for any subject to anyone: the demo is for local development (make dev), not a deployment" }}
+{{- end }}
 {{- if and .Values.httpRoute.enabled (not .Values.httpRoute.parentRefs) }}
 {{- fail "httpRoute.enabled: set httpRoute.parentRefs to the Gateway(s) to attach to" }}
 {{- end }}
