@@ -1,11 +1,17 @@
 /**
  * `make bench`: the gateway's benchmarks, each printing its figures (never asserting them).
  *
- *   npm run bench -- [fanout] [tracing] [memory] [storm] [auth] [deep] [--clients 2000,10000]
- *                    [--messages 100] [--rounds 7] [--tracing-clients 2000] [--storm-clients 5000]
- *                    [--storm-spread 3000] [--deep 100000] [--workers 2]
+ *   npm run bench -- [fanout] [steady] [tracing] [memory] [storm] [auth] [deep]
+ *                    [--clients 2000,10000] [--messages 100] [--rounds 7] [--steady-clients 2000]
+ *                    [--steady-interval-ms 50,10] [--steady-seconds 10] [--tracing-clients 2000]
+ *                    [--storm-clients 5000] [--storm-spread 3000] [--deep 100000] [--workers 2]
  *
- * No scenario named: all of them. `tracing` is the gateway's fan-out with OpenTelemetry tracing
+ * No scenario named: all of them. `steady` is steady traffic instead of bursts: gateway, naive
+ * and ideal each hold `--steady-clients` connections while one message is published every
+ * interval (each of `--steady-interval-ms`) for `--steady-seconds` after a 2 s warm-up, on a
+ * drift-free schedule (absolute due times; publishes pipelined, at most 16 awaiting their ack);
+ * per kind: deliveries, server CPU per delivery alone and with nats-server's, p50/p99 latency
+ * and RSS growth over the measured period. `tracing` is the gateway's fan-out with OpenTelemetry tracing
  * off, on, off, on (OTLP/HTTP to a local sink process; every message carries a W3C traceparent
  * in both modes), medians per mode and the on/off ratios. `auth` is the in-window reconnect storm
  * (`--storm-clients`) with authorization off, HS256 and ES256, one token per client.
@@ -27,7 +33,8 @@ import { freePort } from "../test/support/ports";
 import { median, nowMs } from "./lib/histogram";
 import { forkOtlpSink, type SinkCounts } from "./lib/otlpSink";
 import { LoadPool } from "./lib/pool";
-import { cpuMs, rss, sleep, startServer, type ServerProc } from "./lib/procs";
+import { cpuMs, findPid, rss, sleep, startServer, type ServerProc } from "./lib/procs";
+import { publishSteady } from "./lib/steady";
 import { es256Key, hs256Key, mintTokens } from "./lib/tokens";
 
 const args = process.argv.slice(2);
@@ -47,6 +54,12 @@ const STORM_CLIENTS = Number(opt("storm-clients", "5000"));
 const STORM_SPREAD = Number(opt("storm-spread", "3000"));
 const DEEP = Number(opt("deep", "100000"));
 const WORKERS = Number(opt("workers", "2"));
+const STEADY_CLIENTS = Number(opt("steady-clients", "2000"));
+const STEADY_INTERVALS = opt("steady-interval-ms", "50,10").split(",").map(Number);
+const STEADY_SECONDS = Number(opt("steady-seconds", "10"));
+const STEADY_WARMUP_SECONDS = 2;
+/** Steady publishes awaiting their JetStream ack at once, at most (see publishSteady). */
+const STEADY_IN_FLIGHT = 16;
 const STREAM = "BENCH";
 
 type Kind = "gateway" | "naive" | "ideal" | "idle";
@@ -72,6 +85,7 @@ async function startKind(
   ctx: Ctx,
   subject: string,
   extra: Record<string, string> = {},
+  burst = MESSAGES,
 ): Promise<ServerProc> {
   const port = await freePort();
   if (kind === "gateway") {
@@ -96,7 +110,7 @@ async function startKind(
   }
   return startServer(
     "bench/references/bareServer.js",
-    { NATS_URL: ctx.nats.url, MODE: kind, STREAM, SUBJECT: subject, BURST: String(MESSAGES) },
+    { NATS_URL: ctx.nats.url, MODE: kind, STREAM, SUBJECT: subject, BURST: String(burst) },
     port,
   );
 }
@@ -261,6 +275,134 @@ async function fanout(ctx: Ctx, clients: number): Promise<void> {
   if (g && n && i)
     log(
       `ratios: gateway/naive deliveries ${fmt(g.rate / n.rate, 2)}x (target >= 3)   gateway/ideal ${fmt(g.rate / i.rate, 2)}x (target >= 0.8)   p99 gateway/naive ${fmt(g.p99 / n.p99, 2)}x (target <= 0.5)`,
+    );
+}
+
+/** What one steady run measured (one server process), over its measured period. */
+interface SteadyRun {
+  clients: number;
+  expected: number;
+  deliveries: number;
+  /** Clients that got every measured message. */
+  complete: number;
+  p50: number;
+  p99: number;
+  /** CPU of the server, and of nats-server (NaN when its pid is unknown), in ms. */
+  cpu: number;
+  natsCpu: number;
+  /** RSS of the server at the end of the measured period minus at its start, in bytes. */
+  rssGrowth: number;
+  /** How late the publisher was against its schedule: worst, in ms, and how many > 1 ms. */
+  lateMaxMs: number;
+  lateOver1Ms: number;
+}
+
+/**
+ * Starts `kind`, opens `clients` connections on `subject`, then publishes one message every
+ * `intervalMs` for STEADY_WARMUP_SECONDS + STEADY_SECONDS (a bounded count, on absolute due
+ * times) and waits until every client has every measured message (or a grace of 30 s). Only
+ * the messages after the warm-up are measured: they carry round 1, the warm-up's round 0. The
+ * references run with BURST=1: with one message at a time there is no burst to gather, so each
+ * message is written to every client as it comes (ideal then does naive's work, plus a copy).
+ */
+async function measureSteady(
+  ctx: Ctx,
+  kind: Kind,
+  clients: number,
+  intervalMs: number,
+  subject: string,
+): Promise<SteadyRun> {
+  const server = await startKind(kind, ctx, subject, {}, 1);
+  const pool = new LoadPool(WORKERS);
+  try {
+    const opened = await pool.open(
+      server.port,
+      `/events/${subject}`,
+      new Array(clients).fill(null),
+      256,
+    );
+    if (opened.ok !== clients)
+      throw new Error(
+        `${kind}: only ${opened.ok} of ${clients} connected: ${JSON.stringify(opened.statuses)}`,
+      );
+    await sleep(500);
+    const pid = server.child.pid as number;
+    const natsPid = findPid("nats-server", String(ctx.nats.port));
+    const warm = Math.round((STEADY_WARMUP_SECONDS * 1000) / intervalMs);
+    const measured = Math.round((STEADY_SECONDS * 1000) / intervalMs);
+    const waiting = pool.round(
+      1,
+      measured,
+      (STEADY_WARMUP_SECONDS + STEADY_SECONDS) * 1000 + 30_000,
+    );
+    const natsCpuNow = () => (natsPid === undefined ? NaN : cpuMs(natsPid));
+    let cpu0 = 0;
+    let natsCpu0 = NaN;
+    let rss0 = NaN;
+    const pad = "x".repeat(48);
+    const sent = await publishSteady({
+      intervalMs,
+      count: warm + measured,
+      startAt: nowMs() + 100,
+      maxInFlight: STEADY_IN_FLIGHT,
+      beforeEach: (k) => {
+        if (k !== warm) return;
+        cpu0 = cpuMs(pid);
+        natsCpu0 = natsCpuNow();
+        rss0 = rss(pid);
+      },
+      // The fan-out's payload: the load clients read `t=` (publish time) and `r=` (round).
+      payload: (k) => `t=${nowMs()};r=${k < warm ? 0 : 1};i=${k};${pad}`,
+      publish: (payload) => ctx.js.publish(subject, payload),
+    });
+    const res = await waiting;
+    return {
+      clients,
+      expected: clients * measured,
+      deliveries: res.deliveries,
+      complete: res.complete,
+      p50: res.hist.percentile(0.5),
+      p99: res.hist.percentile(0.99),
+      cpu: cpuMs(pid) - cpu0,
+      natsCpu: natsCpuNow() - natsCpu0,
+      rssGrowth: rss(pid) - rss0,
+      lateMaxMs: sent.lateMaxMs,
+      lateOver1Ms: sent.lateOver1Ms,
+    };
+  } finally {
+    pool.close();
+    await server.stop();
+  }
+}
+
+/** Server CPU per delivery in µs, alone and with nats-server's. */
+function steadyCpu(run: SteadyRun): { server: number; withNats: number } {
+  const n = Math.max(1, run.deliveries);
+  return { server: (run.cpu * 1000) / n, withNats: ((run.cpu + run.natsCpu) * 1000) / n };
+}
+
+function steadyLine(label: string, run: SteadyRun): string {
+  const cpu = steadyCpu(run);
+  return `${label.padEnd(8)} deliveries ${fmt(run.deliveries)}/${fmt(run.expected)}   p50 ${fmt(run.p50, 1).padStart(8)} ms   p99 ${fmt(run.p99, 1).padStart(8)} ms   server CPU ${fmt(cpu.server, 2)} µs/delivery (with nats-server ${fmt(cpu.withNats, 2)})   RSS growth ${fmt(run.rssGrowth / 1024)} kB   clients complete ${fmt(run.complete)}/${fmt(run.clients)}   (publisher late: max ${fmt(run.lateMaxMs, 1)} ms, ${run.lateOver1Ms} > 1 ms)`;
+}
+
+async function steady(ctx: Ctx, clients: number, intervalMs: number): Promise<void> {
+  const subject = "bench.steady";
+  log(
+    `\n## Steady: ${fmt(clients)} clients on one subject, one message every ${fmt(intervalMs)} ms (${fmt(1000 / intervalMs)}/s) for ${fmt(STEADY_SECONDS)} s (+${fmt(STEADY_WARMUP_SECONDS)} s warm-up), drift-free schedule, publishes pipelined (at most ${STEADY_IN_FLIGHT} awaiting their ack), references writing each message as it comes`,
+  );
+  const runs: Record<string, SteadyRun> = {};
+  for (const kind of ["gateway", "naive", "ideal"] as const) {
+    runs[kind] = await measureSteady(ctx, kind, clients, intervalMs, subject);
+    log(steadyLine(kind, runs[kind]));
+    await sleep(500);
+  }
+  const g = runs.gateway;
+  const n = runs.naive;
+  const i = runs.ideal;
+  if (g && n && i)
+    log(
+      `gateway/naive CPU per delivery ${fmt(steadyCpu(g).server / steadyCpu(n).server, 2)}x   gateway/ideal ${fmt(steadyCpu(g).server / steadyCpu(i).server, 2)}x   p99 gateway/ideal ${fmt(g.p99 / i.p99, 2)}x`,
     );
 }
 
@@ -552,6 +694,7 @@ async function main(): Promise<void> {
   const ctx: Ctx = { nats, nc, js: jetstream(nc), jsm };
   try {
     if (want("fanout")) for (const n of CLIENTS) await fanout(ctx, n);
+    if (want("steady")) for (const ms of STEADY_INTERVALS) await steady(ctx, STEADY_CLIENTS, ms);
     if (want("tracing")) for (const n of TRACING_CLIENTS) await tracing(ctx, n);
     if (want("memory")) await memory(ctx, Math.max(...CLIENTS));
     if (want("storm")) {

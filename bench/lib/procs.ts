@@ -1,5 +1,5 @@
 import { fork, spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { request } from "node:http";
 import path from "node:path";
 
@@ -89,4 +89,24 @@ export function cpuMs(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+}
+
+/**
+ * The pid of a local process whose command line has `needle` as its program's base name and
+ * `arg` among its arguments (Linux /proc), or undefined: nats-server's, say, which the test
+ * support's NatsHandle does not expose. Not found for a nats-server in a container.
+ */
+export function findPid(needle: string, arg: string): number | undefined {
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
+    } catch {
+      continue; // gone since readdir, or not ours to read
+    }
+    if (path.basename(argv[0] ?? "") === needle && argv.slice(1).includes(arg))
+      return Number(entry);
+  }
+  return undefined;
 }
