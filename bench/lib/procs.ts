@@ -1,5 +1,5 @@
 import { fork, spawn, type ChildProcess } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync } from "node:fs";
 import { request } from "node:http";
 import path from "node:path";
 
@@ -10,6 +10,11 @@ export const DIST = path.resolve(__dirname, "..", "..");
 export interface ServerProc {
   child: ChildProcess;
   port: number;
+  /**
+   * A helper process of the server's own, measured apart: the JetStream-to-Nchan bridge of the
+   * `nchan` reference. stop() stops it too.
+   */
+  bridge?: ServerProc;
   stop(): Promise<void>;
 }
 
@@ -30,11 +35,63 @@ export async function startServer(
     env: { ...process.env, ...env, PORT: String(port) },
     stdio: ["ignore", "ignore", "inherit"],
   });
+  return readyProc(child, script, port, readyPort);
+}
+
+/**
+ * Starts a program that is not a Node script (nginx, say) and waits for `/readyz` on
+ * `readyPort`. Its stderr goes to `stderrFile` when given (whose text is quoted if it fails to
+ * start), else to ours. `cleanup` runs once it has exited (or failed to start).
+ */
+export async function startProcess(
+  command: string,
+  argv: string[],
+  port: number,
+  opts: { readyPort?: number; stderrFile?: string; cleanup?: () => void } = {},
+): Promise<ServerProc> {
+  const err = opts.stderrFile ? openSync(opts.stderrFile, "a") : "inherit";
+  const child = spawn(command, argv, { stdio: ["ignore", "ignore", err] });
+  if (typeof err === "number") closeSync(err);
+  let cleaned = false;
+  const clean = () => {
+    if (cleaned) return;
+    cleaned = true;
+    opts.cleanup?.();
+  };
+  child.once("exit", clean);
+  try {
+    return await readyProc(child, path.basename(command), port, opts.readyPort ?? port);
+  } catch (e) {
+    const text = opts.stderrFile ? readTail(opts.stderrFile) : "";
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    else clean();
+    throw new Error(`${(e as Error).message}${text ? `: ${text}` : ""}`, { cause: e });
+  }
+}
+
+function readTail(file: string): string {
+  try {
+    return readFileSync(file, "utf8").trim().split("\n").slice(-5).join(" / ");
+  } catch {
+    return "";
+  }
+}
+
+/** Waits for `child` to answer `/readyz` on `readyPort` (20 s at most); its stop() then. */
+async function readyProc(
+  child: ChildProcess,
+  name: string,
+  port: number,
+  readyPort: number,
+): Promise<ServerProc> {
   const deadline = Date.now() + 20_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`${script} exited with ${child.exitCode}`);
+    if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}`);
     if (await httpOk(`http://127.0.0.1:${readyPort}/readyz`)) break;
-    if (Date.now() > deadline) throw new Error(`${script} did not become ready`);
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`${name} did not become ready`);
+    }
     await sleep(100);
   }
   return {
@@ -42,7 +99,7 @@ export async function startServer(
     port,
     stop: () =>
       new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
         const t = setTimeout(() => child.kill("SIGKILL"), 10_000);
         child.once("exit", () => {
           clearTimeout(t);
