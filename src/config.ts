@@ -63,6 +63,17 @@ const list = z
       .filter(Boolean),
   );
 
+/** The settings that each turn authorization on; at most one may be set. */
+const AUTH_KEYS = [
+  "AUTH_JWT_SECRET",
+  "AUTH_JWT_PUBLIC_KEY",
+  "AUTH_JWT_PUBLIC_KEY_FILE",
+  "AUTH_JWKS_URL",
+] as const;
+
+/** An RFC 9110 token: what a header name (and a cookie name) may be. */
+const HTTP_TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
 const logLevel = z
   .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"], {
     error: "expected one of fatal, error, warn, info, debug, trace, silent",
@@ -300,21 +311,16 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     problems.push(
       `FEED_WATCHDOG_MS=${c.FEED_WATCHDOG_MS}: must be at least 3 times FEED_HEARTBEAT_MS (${c.FEED_HEARTBEAT_MS})`,
     );
-  if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(c.EVENT_TYPE_HEADER))
+  if (!HTTP_TOKEN.test(c.EVENT_TYPE_HEADER))
     problems.push(
       `EVENT_TYPE_HEADER=${JSON.stringify(c.EVENT_TYPE_HEADER)}: expected a header name`,
     );
-  const keys = [
-    c.AUTH_JWT_SECRET && "AUTH_JWT_SECRET",
-    c.AUTH_JWT_PUBLIC_KEY && "AUTH_JWT_PUBLIC_KEY",
-    c.AUTH_JWT_PUBLIC_KEY_FILE && "AUTH_JWT_PUBLIC_KEY_FILE",
-    c.AUTH_JWKS_URL && "AUTH_JWKS_URL",
-  ].filter(Boolean);
+  const keys = AUTH_KEYS.filter((k) => c[k]);
   if (keys.length > 1)
     problems.push(`${keys.join(", ")}: set one way to check tokens, not several`);
   if (c.AUTH_JWKS_URL && !/^https?:\/\/[^\s]+$/.test(c.AUTH_JWKS_URL))
     problems.push(`AUTH_JWKS_URL=${JSON.stringify(c.AUTH_JWKS_URL)}: expected an http(s) URL`);
-  if (c.AUTH_COOKIE && !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(c.AUTH_COOKIE))
+  if (c.AUTH_COOKIE && !HTTP_TOKEN.test(c.AUTH_COOKIE))
     problems.push(`AUTH_COOKIE=${JSON.stringify(c.AUTH_COOKIE)}: expected a cookie name`);
   if (c.CLIENT_LIMIT_BY === "token" && keys.length === 0)
     problems.push(
@@ -337,7 +343,5 @@ export function traceQueueSpans(c: Config): number {
 
 /** True when a way to check tokens is configured: authorization is on. */
 export function authEnabled(c: Config): boolean {
-  return Boolean(
-    c.AUTH_JWT_SECRET || c.AUTH_JWT_PUBLIC_KEY || c.AUTH_JWT_PUBLIC_KEY_FILE || c.AUTH_JWKS_URL,
-  );
+  return AUTH_KEYS.some((k) => c[k]);
 }

@@ -4,7 +4,7 @@
  * Every refusal is a typed {@link TokenError} whose message can go to the client as is.
  */
 import { createPublicKey, type KeyObject } from "node:crypto";
-import type * as Jose from "jose" with { "resolution-mode": "import" };
+import { loadJose, type Jose } from "./jose";
 
 /** How tokens are verified; the names in parentheses are the environment variables. */
 export interface TokenVerifierOptions {
@@ -106,10 +106,6 @@ const CURVE_ALG: Record<string, string> = {
 };
 const MIN_SECRET_BYTES = 32;
 const MIN_RSA_BITS = 2048;
-
-// jose is ESM only and this project compiles to CommonJS: load it once with import().
-let josePromise: Promise<typeof Jose> | undefined;
-const loadJose = (): Promise<typeof Jose> => (josePromise ??= import("jose"));
 
 /** Wraps whatever a JWKS fetch threw, so `verify` can tell it from a client's bad token. */
 class KeysUnavailable extends Error {}

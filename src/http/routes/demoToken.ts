@@ -1,4 +1,5 @@
 import type { Context } from "koa";
+import { loadJose } from "../../auth/jose";
 import { sendError } from "../errors";
 
 /** Shortest and longest lifetime the demo page may ask for, in seconds. */
@@ -20,8 +21,7 @@ export function demoTokenRoute(secret: string, subscribeClaim: string) {
     const ttl = Number(ctx.query.ttl ?? TTL_S.default);
     if (!Number.isInteger(ttl) || ttl < TTL_S.min || ttl > TTL_S.max)
       return sendError(ctx, 400, "malformed_request", `ttl: ${TTL_S.min} to ${TTL_S.max} seconds`);
-    // jose is ESM only; this project compiles to CommonJS (see auth/tokenVerifier.ts).
-    const { SignJWT } = await import("jose");
+    const { SignJWT } = await loadJose();
     const token = await new SignJWT({ [subscribeClaim]: subjects })
       .setProtectedHeader({ alg: "HS256" })
       .setSubject("demo-page")
