@@ -222,8 +222,6 @@ async function openStream(
 ): Promise<boolean> {
   const { config, metrics } = deps;
   const { cors, reject, turnAway } = a;
-  const filters = { value: a.filters };
-  const start = { value: a.start };
   const nats = deps.nats;
   if (!nats) {
     turnAway("nats-unavailable");
@@ -233,15 +231,15 @@ async function openStream(
   const session = new Session(res, sessionOptions);
   let feed: Feed;
   try {
-    stream = await nats.resolver.resolve(filters.value);
+    stream = await nats.resolver.resolve(a.filters);
   } catch (err) {
     if (!res.headersSent && !res.destroyed)
-      answerLookupError(deps, err, filters.value, reject, turnAway);
+      answerLookupError(deps, err, a.filters, reject, turnAway);
     else rs.end({ "sse.close_reason": "client" });
     return false;
   }
   try {
-    feed = await nats.feeds.join(stream, filters.value, session);
+    feed = await nats.feeds.join(stream, a.filters, session);
   } catch (err) {
     // The request was judged fine; starting the feed failed on the server's side (a limit,
     // the stream deleted a moment ago, NATS trouble): an answer the client retries.
@@ -254,7 +252,7 @@ async function openStream(
           ? "feed-rate"
           : "nats-unavailable";
     if (reason === "nats-unavailable")
-      deps.log.warn({ err, stream, filters: filters.value }, "feed could not start");
+      deps.log.warn({ err, stream, filters: a.filters }, "feed could not start");
     if (!res.headersSent && !res.destroyed) turnAway(reason);
     else rs.end({ "sse.close_reason": "client" });
     return false;
@@ -289,14 +287,14 @@ async function openStream(
   session.meta = t;
   if (t.expiresAt !== undefined) deps.expiry.add(session, t.expiresAt);
   deps.metrics.sessions.inc();
-  deps.metrics.sessionsOpened.inc({ start: start.value.kind });
+  deps.metrics.sessionsOpened.inc({ start: a.start.kind });
   deps.sessions.add(session);
   res.writeHead(200, { ...cors, ...SSE_HEADERS });
   res.socket?.setNoDelay(true);
   session.control(encodeRetry(config.RETRY_MS));
-  if (rs.recording) rs.span.setAttributes(sessionAttributes(filters.value, stream, start.value));
+  if (rs.recording) rs.span.setAttributes(sessionAttributes(a.filters, stream, a.start));
   if (deps.log.isLevelEnabled("debug"))
-    deps.log.debug({ stream, filters: filters.value, start: start.value.kind }, "session opened");
+    deps.log.debug({ stream, filters: a.filters, start: a.start.kind }, "session opened");
   if (session.closed) {
     untrack(session, session.closeReason ?? "client", deps);
     return true;
@@ -307,7 +305,7 @@ async function openStream(
     ? tracer().startSpan(`catch-up ${stream}`, { kind: SpanKind.INTERNAL })
     : undefined;
   try {
-    await attach(session, feed, start.value, {
+    await attach(session, feed, a.start, {
       js: nats.broker.js,
       jsm: nats.broker.jsm,
       resolver: nats.resolver,
@@ -325,7 +323,7 @@ async function openStream(
     if (session.closed) return true;
     const full = err instanceof ReplayQueueFullError;
     rs.span.recordException(err as Error);
-    deps.log.warn({ err, stream, filters: filters.value }, "catch-up failed; closing the session");
+    deps.log.warn({ err, stream, filters: a.filters }, "catch-up failed; closing the session");
     // The client resumes from its last event, on this pod or another.
     session.close(full ? "replay-queue-full" : "replay-failed", jitter(config.SHED_RETRY_MS));
   } finally {
