@@ -6,7 +6,8 @@
  *
  * Run `npm run build` first. CHROMIUM_PATH overrides /usr/bin/chromium.
  */
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
+import { launchChromium } from "../support/chromium";
 import { startGatewayProcess, type GatewayProcess } from "../support/gateway";
 import { connectJetStream, type TestJetStream } from "../support/jetstream";
 import { startNats, type NatsHandle } from "../support/nats";
@@ -36,19 +37,7 @@ describe("Chromium's EventSource on the demo page", () => {
     nats = await startNats();
     js = await connectJetStream(nats.url);
     await js.addStream("DEMO", ["demo.>"]);
-    browser = await chromium.launch({
-      executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    browser = await launchChromium();
   });
 
   afterAll(async () => {

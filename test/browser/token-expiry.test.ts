@@ -8,7 +8,8 @@
  * Run `npm run build` first. CHROMIUM_PATH overrides /usr/bin/chromium.
  */
 import { randomBytes } from "node:crypto";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
+import { launchChromium } from "../support/chromium";
 import { startGatewayProcess, type GatewayProcess } from "../support/gateway";
 import { connectJetStream, type TestJetStream } from "../support/jetstream";
 import { startNats, type NatsHandle } from "../support/nats";
@@ -55,19 +56,7 @@ describe("Chromium's EventSource on the demo page with authorization on", () => 
       RETRY_MS: "300",
       HEARTBEAT_MS: "1000",
     });
-    browser = await chromium.launch({
-      executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    browser = await launchChromium();
   });
 
   afterAll(async () => {
