@@ -164,6 +164,30 @@ function randomTraceparent(): string {
 }
 
 /**
+ * Opens `clients` fresh subscriptions (no cursor) to `subject` on `server`, 256 at a time, and
+ * lets them settle for 500 ms; throws unless every one connected.
+ */
+async function openFresh(
+  pool: LoadPool,
+  server: ServerProc,
+  kind: string,
+  subject: string,
+  clients: number,
+): Promise<void> {
+  const opened = await pool.open(
+    server.port,
+    `/events/${subject}`,
+    new Array(clients).fill(null),
+    256,
+  );
+  if (opened.ok !== clients)
+    throw new Error(
+      `${kind}: only ${opened.ok} of ${clients} connected: ${JSON.stringify(opened.statuses)}`,
+    );
+  await sleep(500);
+}
+
+/**
  * Publishes `count` messages as fast as JetStream takes them (pipelined), returns the last seq.
  * With `traceparent`, every message carries a `traceparent` header of its own.
  */
@@ -238,17 +262,7 @@ async function measureFanout(
   const server = await startKind(kind, ctx, subject, extra);
   const pool = new LoadPool(WORKERS);
   try {
-    const opened = await pool.open(
-      server.port,
-      `/events/${subject}`,
-      new Array(clients).fill(null),
-      256,
-    );
-    if (opened.ok !== clients)
-      throw new Error(
-        `${kind}: only ${opened.ok} of ${clients} connected: ${JSON.stringify(opened.statuses)}`,
-      );
-    await sleep(500);
+    await openFresh(pool, server, kind, subject, clients);
     const run: FanoutRun = {
       clients,
       rates: [],
@@ -378,17 +392,7 @@ async function measureSteady(
   const server = await startKind(kind, ctx, subject, {}, 1);
   const pool = new LoadPool(WORKERS);
   try {
-    const opened = await pool.open(
-      server.port,
-      `/events/${subject}`,
-      new Array(clients).fill(null),
-      256,
-    );
-    if (opened.ok !== clients)
-      throw new Error(
-        `${kind}: only ${opened.ok} of ${clients} connected: ${JSON.stringify(opened.statuses)}`,
-      );
-    await sleep(500);
+    await openFresh(pool, server, kind, subject, clients);
     const pid = server.child.pid as number;
     const natsPid = findPid("nats-server", String(ctx.nats.port));
     const bridgePid = server.bridge?.child.pid;
