@@ -1,4 +1,6 @@
-import type { ServerResponse } from "node:http";
+import type { OutgoingHttpHeaders, ServerResponse } from "node:http";
+import type { Socket } from "node:net";
+import { chunkOf, frameChunk } from "./chunk";
 import { encodeRetry } from "./encoder";
 
 /** One message framed as SSE bytes, with its stream sequence. Shared by every session. */
@@ -74,6 +76,13 @@ export class Session {
   /** Wakes a {@link writable} waiter when the socket has taken a write. */
   private wake: (() => void) | undefined;
   private onWritten: (() => void) | undefined;
+  /**
+   * The socket, once {@link begin} found the response owns it: writes then bypass Node's
+   * response layer. Undefined before, and for a response that must stay on that layer.
+   */
+  private sock: Socket | undefined;
+  /** Whether writes on {@link sock} need HTTP/1.1 chunk framing (false for HTTP/1.0). */
+  private chunked = false;
 
   constructor(
     private readonly res: ServerResponse,
@@ -81,6 +90,28 @@ export class Session {
   ) {
     (res as Tagged)[SESSION] = this;
     res.on("close", onResponseClose);
+  }
+
+  /**
+   * Sends the 200 with `headers` at once, and from then on writes the stream's bytes straight
+   * to the socket, framed as HTTP/1.1 chunks by the gateway (a batch once for all sessions,
+   * see ./chunk.ts): Node's response layer would frame, cork and schedule every write of
+   * every session again. The response stays Node's for the end (`retry:`, the last chunk),
+   * so the connection may be kept alive after a stream that ended cleanly.
+   *
+   * The response keeps the layer when it does not own the socket yet (a pipelined request
+   * waits for the one before it) or has no body (HEAD).
+   */
+  begin(headers: OutgoingHttpHeaders): void {
+    const res = this.res;
+    res.writeHead(200, headers);
+    res.flushHeaders();
+    const sock = res.socket;
+    if (!sock || res.req?.method === "HEAD") return;
+    sock.setNoDelay(true);
+    if ((sock as Socket & { _httpMessage?: unknown })._httpMessage !== res) return;
+    this.sock = sock;
+    this.chunked = res.chunkedEncoding;
   }
 
   /** Runs `fn` once when the session closes (at once if it already has); returns an undo. */
@@ -138,7 +169,8 @@ export class Session {
     }
     if (bufs.length === 0) return;
     this.lastSeq = last;
-    this.send(bufs.length === 1 ? (bufs[0] as Buffer) : Buffer.concat(bufs), bufs.length);
+    if (bufs.length === 1) this.send(bufs[0] as Buffer, 1);
+    else this.sendAll(bufs);
   }
 
   /** One replayed frame; coalesced with the others of this tick into one socket write. */
@@ -213,7 +245,10 @@ export class Session {
 
   /** True when a replay should wait for the socket before reading more. */
   get congested(): boolean {
-    return this.res.writableLength + this.outBytes > Math.min(65_536, this.opts.maxBufferBytes / 4);
+    return (
+      (this.sock ?? this.res).writableLength + this.outBytes >
+      Math.min(65_536, this.opts.maxBufferBytes / 4)
+    );
   }
 
   /**
@@ -252,6 +287,22 @@ export class Session {
     this.events += events;
     (this.out ??= []).push(buf);
     this.outBytes += buf.length;
+    this.scheduleFlush();
+  }
+
+  /** Queues frames already in order, one event each (a catch-up's). */
+  private sendAll(bufs: Buffer[]): void {
+    if (this.closed) return;
+    this.events += bufs.length;
+    const out = (this.out ??= []);
+    for (const b of bufs) {
+      out.push(b);
+      this.outBytes += b.length;
+    }
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
@@ -262,10 +313,13 @@ export class Session {
     this.flushScheduled = false;
     const out = this.out;
     if (!out || out.length === 0 || this.closed) return;
-    const buf = out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out, this.outBytes);
+    const bytes = this.outBytes;
     this.out = undefined;
     this.outBytes = 0;
-    this.write(buf, 0, true);
+    if (out.length === 1) this.write(out[0] as Buffer, 0, true);
+    // Framed while concatenated: one copy either way.
+    else if (this.chunked) this.write(frameChunk(out, bytes), 0, true, true);
+    else this.write(Buffer.concat(out, bytes), 0, true);
   }
 
   /**
@@ -274,16 +328,18 @@ export class Session {
    * than the bound must not by itself evict a client that reads. A live batch is shared by all
    * sessions, so what a slow session holds alone stays within the bound.
    */
-  private write(buf: Buffer, events: number, wakes: boolean): void {
-    if (this.closed) return;
-    if (this.res.writableLength > this.opts.maxBufferBytes) {
+  private write(buf: Buffer, events: number, wakes: boolean, framed = false): void {
+    if (this.closed || buf.length === 0) return; // an empty chunk would end the response
+    const sink = this.sock ?? this.res;
+    if (sink.writableLength > this.opts.maxBufferBytes) {
       this.close("slow");
       return;
     }
     this.events += events;
+    const data = this.chunked && !framed ? chunkOf(buf) : buf;
     // Only a catch-up waits on the socket (writable()), so only its writes carry a callback.
-    if (wakes && this.replaying) this.res.write(buf, (this.onWritten ??= () => this.wakeWaiter()));
-    else this.res.write(buf);
+    if (wakes && this.replaying) sink.write(data, (this.onWritten ??= () => this.wakeWaiter()));
+    else sink.write(data);
   }
 
   private wakeWaiter(): void {

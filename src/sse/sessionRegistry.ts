@@ -5,6 +5,8 @@ import type { Session } from "./session";
 export type Refusal = "full" | "client-limit";
 
 const HEARTBEAT = encodeComment("ping");
+/** Sessions written per turn of the event loop in a heartbeat pass. */
+export const HEARTBEAT_SLICE = 1_000;
 
 /**
  * Every open session on this pod: admission against the connection bounds (in-flight
@@ -74,12 +76,27 @@ export class SessionRegistry {
   /**
    * One timer for all sessions writes a comment every `intervalMs`, so idle connections
    * survive proxies' idle timeouts; a timer per session would cost memory per connection.
+   * A pass writes {@link HEARTBEAT_SLICE} sessions at a time and yields to I/O in between:
+   * at tens of thousands of connections one pass takes tens of milliseconds, which would
+   * otherwise delay every event due in that time.
    */
   startHeartbeat(intervalMs: number): void {
-    this.heartbeat = setInterval(() => {
-      for (const s of this.sessions) s.control(HEARTBEAT);
-    }, intervalMs);
+    this.heartbeat = setInterval(() => this.beat(), intervalMs);
     this.heartbeat.unref();
+  }
+
+  /** One heartbeat pass. A Set's iterator skips sessions removed and visits those added meanwhile. */
+  private beat(): void {
+    const it = this.sessions.values();
+    const slice = (): void => {
+      for (let n = 0; n < HEARTBEAT_SLICE; n++) {
+        const next = it.next();
+        if (next.done) return;
+        next.value.control(HEARTBEAT);
+      }
+      setImmediate(slice);
+    };
+    slice();
   }
 
   stopHeartbeat(): void {
