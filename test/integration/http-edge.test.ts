@@ -245,3 +245,107 @@ describe("absolute-form request targets (RFC 9112 §3.2.2)", () => {
     );
   });
 });
+
+/**
+ * Splits an HTTP/1.1 chunked body (latin1 text, so offsets are bytes) into its chunks; throws
+ * on anything that is not chunk framing. `rest` is an unfinished chunk at the end.
+ */
+function chunks(body: string): { chunks: string[]; rest: string } {
+  const out: string[] = [];
+  let i = 0;
+  for (;;) {
+    const eol = body.indexOf("\r\n", i);
+    if (eol < 0) return { chunks: out, rest: body.slice(i) };
+    const line = body.slice(i, eol);
+    if (!/^[0-9a-f]+$/.test(line))
+      throw new Error(`not a chunk size line: ${JSON.stringify(line)}`);
+    const size = Number.parseInt(line, 16);
+    if (body.length < eol + 2 + size + 2) return { chunks: out, rest: body.slice(i) };
+    if (body.slice(eol + 2 + size, eol + 4 + size) !== "\r\n")
+      throw new Error(`chunk of ${size} bytes not followed by CRLF`);
+    out.push(body.slice(eol + 2, eol + 2 + size));
+    i = eol + 4 + size;
+  }
+}
+
+/** Reads a raw socket as latin1 (bytes) until `done(text)` holds; bounded. */
+function rawBytes(request: string, done: (text: string) => boolean): Promise<string> {
+  const { hostname, port } = new URL(gw.url);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(port), hostname);
+    let text = "";
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`raw bytes: timed out: ${JSON.stringify(text.slice(0, 500))}`));
+    }, 10_000);
+    socket.on("data", (c: Buffer) => {
+      text += c.toString("latin1");
+      if (!done(text)) return;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(text);
+    });
+    socket.on("error", () => undefined);
+    socket.write(request);
+  });
+}
+
+describe("the stream's framing on the wire (the gateway frames chunks itself)", () => {
+  const bodyOf = (text: string) => text.slice(text.indexOf("\r\n\r\n") + 4);
+
+  it("protocol - HTTP/1.1: every byte after the headers is a well-formed chunk, events whole and in order", async () => {
+    const { prefix, stream } = unique("wire");
+    await js.addStream(stream, [`${prefix}.>`]);
+    const subject = `${prefix}.a`;
+    const payloads = ["one", "twö", "x".repeat(5_000), "four"];
+    let published = false;
+    const text = await rawBytes(
+      `GET /events/${subject} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n`,
+      (t) => {
+        if (!published && t.includes("retry:")) {
+          published = true;
+          // One alone, then three at once (one batch for the feed), while the stream is live.
+          void js
+            .publish(subject, payloads[0] as string)
+            .then(() => Promise.all(payloads.slice(1).map((p) => js.publish(subject, p))));
+        }
+        return bodyOf(t).includes("data: four\n\n") || bodyOf(t).includes("data: four\r");
+      },
+    );
+    expect(text).toMatch(/^HTTP\/1\.1 200 /);
+    expect(text.slice(0, text.indexOf("\r\n\r\n"))).toMatch(/\r\ntransfer-encoding: chunked/i);
+    const { chunks: parts, rest } = chunks(bodyOf(text));
+    expect(rest).toBe("");
+    const sse = Buffer.from(parts.join(""), "latin1").toString("utf8");
+    expect(sse.startsWith("retry: ")).toBe(true);
+    const datas = [...sse.matchAll(/^data: (.*)$/gm)].map((m) => m[1]);
+    expect(datas).toEqual(payloads);
+    const ids = [...sse.matchAll(/^id: (\d+)$/gm)].map((m) => Number(m[1]));
+    expect(ids).toEqual([...ids].sort((a, b) => a - b));
+    expect(new Set(ids).size).toBe(payloads.length);
+  });
+
+  it("protocol - HTTP/1.0: no chunking, the body is the event stream itself, delimited by the close", async () => {
+    const seq = await js.publish(good, "for a 1.0 client");
+    const text = await rawBytes(
+      `GET /events/${good}?lastEventId=${seq - 1} HTTP/1.0\r\nAccept: text/event-stream\r\n\r\n`,
+      (t) => t.includes("data: for a 1.0 client\n\n"),
+    );
+    const head = text.slice(0, text.indexOf("\r\n\r\n"));
+    expect(head).toMatch(/^HTTP\/1\.1 200 /);
+    expect(head).not.toMatch(/transfer-encoding/i);
+    expect(bodyOf(text)).toMatch(/^retry: \d+\n\nid: \d+\ndata: for a 1\.0 client\n\n$/);
+  });
+
+  it("protocol - HEAD on a stream is refused with 405 and no body", async () => {
+    const res = parseRaw(
+      await rawExchange(
+        gw.url,
+        `HEAD /events/${good} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+        { untilAnswer: true },
+      ),
+    );
+    expect(res.status).toBe(405);
+    expect(res.body).toBe(""); // a HEAD answer never has a body, the stream's neither
+  });
+});
