@@ -126,11 +126,14 @@ describe("the Dockerfile", () => {
     expect(imageUser().gid).not.toBe(0);
   });
 
-  it("exposes the default PORT and ADMIN_PORT and sets NODE_ENV=production", () => {
+  it("exposes the default PORT and ADMIN_PORT, sets NODE_ENV=production and bounds V8's young generation", () => {
     const defaults = loadConfig({});
     const exposed = instructionsOf(runtime, "EXPOSE").flatMap((i) => shellWords(i.args));
     expect(exposed.map(Number).sort()).toEqual([defaults.PORT, defaults.ADMIN_PORT].sort());
     expect(keyValuesOf(runtime, "ENV").NODE_ENV).toBe("production");
+    // The young generation's bound that keeps memory per connection low (README, "What a
+    // connection costs"); the bench starts the gateway with the same NODE_OPTIONS.
+    expect(keyValuesOf(runtime, "ENV").NODE_OPTIONS).toMatch(/--max-semi-space-size=\d+/);
   });
 
   it("labels the image with OCI annotations, version, revision, source and created from build arguments", () => {
