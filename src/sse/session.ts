@@ -48,8 +48,9 @@ function onResponseClose(this: Tagged): void {
 }
 
 /**
- * One SSE client. Writes go straight to the Node response (no stream in between: a
- * PassThrough per session costs ~13 kB and a copy), and the session enforces invariant 1:
+ * One SSE client. Writes go straight to the socket once the 200 is out (see {@link begin}; no
+ * stream in between: a PassThrough per session costs ~13 kB and a copy), and the session
+ * enforces invariant 1:
  * it delivers a message iff its sequence is greater than the last one it delivered.
  *
  * While a replay runs, live frames are held (bounded by bytes) and released afterwards, so the
