@@ -289,8 +289,7 @@ async function openStream(
   deps.metrics.sessions.inc();
   deps.metrics.sessionsOpened.inc({ start: a.start.kind });
   deps.sessions.add(session);
-  session.begin({ ...cors, ...SSE_HEADERS });
-  session.control(encodeRetry(config.RETRY_MS));
+  session.begin({ ...cors, ...SSE_HEADERS }, encodeRetry(config.RETRY_MS));
   if (rs.recording) rs.span.setAttributes(sessionAttributes(a.filters, stream, a.start));
   if (deps.log.isLevelEnabled("debug"))
     deps.log.debug({ stream, filters: a.filters, start: a.start.kind }, "session opened");

@@ -94,7 +94,8 @@ export class Session {
   }
 
   /**
-   * Sends the 200 with `headers` at once, and from then on writes the stream's bytes straight
+   * Sends the 200 with `headers` and the `first` bytes of the stream at once, and from then on
+   * writes the stream's bytes straight
    * to the socket, framed as HTTP/1.1 chunks by the gateway (a batch once for all sessions,
    * see ./chunk.ts): Node's response layer would frame, cork and schedule every write of
    * every session again. The response stays Node's for the end (`retry:`, the last chunk),
@@ -103,10 +104,11 @@ export class Session {
    * The response keeps the layer when it does not own the socket yet (a pipelined request
    * waits for the one before it) or has no body (HEAD).
    */
-  begin(headers: OutgoingHttpHeaders): void {
+  begin(headers: OutgoingHttpHeaders, first: Buffer): void {
     const res = this.res;
     res.writeHead(200, headers);
-    res.flushHeaders();
+    // Through the response layer: it goes out with the headers, in one packet.
+    res.write(first);
     const sock = res.socket;
     if (!sock || res.req?.method === "HEAD") return;
     sock.setNoDelay(true);
