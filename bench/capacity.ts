@@ -151,6 +151,8 @@ interface Opened {
   secs: number;
   overflows: number;
   drops: number;
+  /** CPU the gateway used while they opened, in ms. */
+  cpuMs: number;
 }
 
 async function openAll(
@@ -160,6 +162,7 @@ async function openAll(
   addresses: string[],
 ): Promise<Opened> {
   const k0 = listenDrops();
+  const cpu0 = cpuMs(inst.pid);
   const t0 = nowMs();
   const r = await pool.open(
     inst.server.port,
@@ -169,12 +172,19 @@ async function openAll(
     addresses,
   );
   const secs = (nowMs() - t0) / 1000;
+  const cpu = cpuMs(inst.pid) - cpu0;
   const k1 = listenDrops();
-  return { ...r, secs, overflows: k1.overflows - k0.overflows, drops: k1.drops - k0.drops };
+  return {
+    ...r,
+    secs,
+    overflows: k1.overflows - k0.overflows,
+    drops: k1.drops - k0.drops,
+    cpuMs: cpu,
+  };
 }
 
 function openedLine(label: string, o: Options, r: Opened): string {
-  return `open (${label}): ${fmt(r.ok)}/${fmt(o.clients)} connected in ${fmt(r.secs, 2)} s (${fmt(r.ok / r.secs)}/s accepted), ${fmt(o.batch)} in flight per load process   refused/failed ${fmt(r.failed)} ${JSON.stringify(r.statuses)}   kernel listen overflows +${fmt(r.overflows)}, drops +${fmt(r.drops)}`;
+  return `open (${label}): ${fmt(r.ok)}/${fmt(o.clients)} connected in ${fmt(r.secs, 2)} s (${fmt(r.ok / r.secs)}/s accepted), ${fmt(o.batch)} in flight per load process   gateway CPU ${fmt((r.cpuMs * 1000) / Math.max(1, r.ok))} µs per connection   refused/failed ${fmt(r.failed)} ${JSON.stringify(r.statuses)}   kernel listen overflows +${fmt(r.overflows)}, drops +${fmt(r.drops)}`;
 }
 
 /** Response times of `/livez`, asked one at a time every {@link PROBE_EVERY_MS} until stopped. */

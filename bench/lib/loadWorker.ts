@@ -178,12 +178,16 @@ function open(cmd: Extract<WorkerCommand, { cmd: "open" }>): void {
         startOne();
       }
     });
-    socket.on("error", () => undefined);
+    // Why a socket closed before its status line, counted by error code (`closed`: no error).
+    let why = "closed";
+    socket.on("error", (err: NodeJS.ErrnoException) => {
+      why = err.code ?? "closed";
+    });
     socket.on("close", () => {
       if (!headed) {
         headed = true;
         failed++;
-        statuses.closed = (statuses.closed ?? 0) + 1;
+        statuses[why] = (statuses[why] ?? 0) + 1;
         done();
         startOne();
       }
