@@ -288,10 +288,13 @@ function restLine(label: string, seconds: number, r: Rest): string {
   return `at rest, ${label} (${fmt(seconds)} s): gateway CPU ${fmt(r.cpuMs)} ms (${fmt(r.cpuMs / seconds, 1)} ms/s)   ${delayText(r.delay)}   ${gcText(r.gc)}   then ${fmt(PROBE_SECONDS)} s of ${probeText(r.probes)}`;
 }
 
-/** RSS (median of three readings 300 ms apart) and V8 heap used, in bytes. */
+/**
+ * RSS (median of three readings 300 ms apart) and V8 heap used, in bytes, and how long the
+ * gateway's `/metrics` takes to answer (median of three), in ms.
+ */
 async function footprint(
   inst: Instance,
-): Promise<{ rss: number; heap: number; heapTotal: number }> {
+): Promise<{ rss: number; heap: number; heapTotal: number; scrapeMs: number }> {
   const rssNow = median([
     rss(inst.pid),
     (await sleep(300), rss(inst.pid)),
@@ -302,6 +305,11 @@ async function footprint(
     rss: rssNow,
     heap: sample(s, "nodejs_heap_size_used_bytes"),
     heapTotal: sample(s, "nodejs_heap_size_total_bytes"),
+    scrapeMs: median([
+      s.ms,
+      (await scrape(inst.metricsUrl)).ms,
+      (await scrape(inst.metricsUrl)).ms,
+    ]),
   };
 }
 
@@ -382,7 +390,7 @@ export async function capacity(ctx: CapacityContext, argv: readonly string[]): P
       await sleep(3_000);
       const after = await footprint(inst);
       log(
-        `memory: RSS ${mib(before.rss)} MiB -> ${mib(after.rss)} MiB: ${fmt((after.rss - before.rss) / o.clients / 1024, 1)} kB per connection   V8 heap used ${mib(before.heap)} MiB -> ${mib(after.heap)} MiB: ${fmt((after.heap - before.heap) / o.clients / 1024, 1)} kB per connection (heap total ${mib(before.heapTotal)} -> ${mib(after.heapTotal)} MiB)`,
+        `memory: RSS ${mib(before.rss)} MiB -> ${mib(after.rss)} MiB: ${fmt((after.rss - before.rss) / o.clients / 1024, 1)} kB per connection   V8 heap used ${mib(before.heap)} MiB -> ${mib(after.heap)} MiB: ${fmt((after.heap - before.heap) / o.clients / 1024, 1)} kB per connection (heap total ${mib(before.heapTotal)} -> ${mib(after.heapTotal)} MiB)   GET /metrics answered in ${fmt(before.scrapeMs, 1)} ms -> ${fmt(after.scrapeMs, 1)} ms (median of 3)`,
       );
       off = await rest(inst, o.idleSeconds);
       log(restLine(`heartbeat off (HEARTBEAT_MS=${HEARTBEAT_OFF_MS})`, o.idleSeconds, off));
