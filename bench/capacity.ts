@@ -377,10 +377,13 @@ export async function capacity(ctx: CapacityContext, argv: readonly string[]): P
   log(
     `\n## Capacity: one gateway instance, ${fmt(o.clients)} SSE connections (${o.workers} load processes, ${addressCount} source addresses ${addresses[0]}–${addresses[addressCount - 1]}, about ${fmt(Math.ceil(o.clients / addressCount))} connections each)`,
   );
-  if (o.clients > maxSockets)
-    throw new Error(
-      `capacity: ${o.clients} clients do not fit the open-file limit (${fdLimit}) less ${FD_RESERVE} for the gateway itself: lower --capacity-clients or raise ulimit -n`,
+  // Left out, not failed: `make bench` runs every scenario, on machines with other limits too.
+  if (o.clients > maxSockets) {
+    log(
+      `capacity: left out: ${fmt(o.clients)} clients do not fit the open-file limit (${fmt(fdLimit)}) less ${FD_RESERVE} for the gateway itself: lower --capacity-clients or raise ulimit -n`,
     );
+    return;
+  }
   log(
     `gateway: MAX_CONNECTIONS=${Math.min(o.clients + 256, maxSockets)} HTTP_MAX_SOCKETS=${maxSockets} (open-file limit ${fmt(fdLimit)}, inherited), one subject, DRAIN_WINDOW_MS=0`,
   );
