@@ -1,10 +1,11 @@
 /**
  * `make bench`: the gateway's benchmarks, each printing its figures (never asserting them).
  *
- *   npm run bench -- [fanout] [steady] [tracing] [memory] [storm] [auth] [deep]
+ *   npm run bench -- [fanout] [steady] [tracing] [memory] [storm] [auth] [deep] [capacity]
  *                    [--clients 2000,10000] [--messages 100] [--rounds 7] [--steady-clients 2000]
  *                    [--steady-interval-ms 50,10] [--steady-seconds 10] [--tracing-clients 2000]
  *                    [--storm-clients 5000] [--storm-spread 3000] [--deep 100000] [--workers 2]
+ *                    [--capacity-clients 19000]
  *
  * No scenario named: all of them. `steady` is steady traffic instead of bursts: gateway, naive
  * and ideal each hold `--steady-clients` connections while one message is published every
@@ -24,6 +25,7 @@
  * load clients in their own processes (raw sockets; HTTP chunking and SSE decoded for real).
  */
 import { randomBytes } from "node:crypto";
+import { capacity } from "./capacity";
 import os from "node:os";
 import {
   jetstream,
@@ -809,6 +811,7 @@ async function main(): Promise<void> {
     }
     if (want("auth")) await auth(ctx);
     if (want("deep")) await deep(ctx);
+    if (want("capacity")) await capacity(ctx, args);
   } finally {
     await nc.close();
     await nats.close();

@@ -17,6 +17,14 @@ export type WorkerCommand =
       path: string;
       cursors: Array<number | null>;
       batch: number;
+      /**
+       * Loopback source addresses the sockets bind to, in turn (connection i binds to entry
+       * i mod length); default none: the kernel picks (127.0.0.1 towards 127.0.0.1). Each source
+       * address has its own ~28,000 ephemeral ports (net.ipv4.ip_local_port_range), so many
+       * thousands of connections need several, and a server's per-address bounds see several
+       * clients.
+       */
+      localAddresses?: string[];
     }
   /**
    * Extra request headers for the connections of the next `open`, one block per cursor, in the
@@ -135,7 +143,9 @@ function open(cmd: Extract<WorkerCommand, { cmd: "open" }>): void {
     const i = next++;
     if (i >= cmd.cursors.length) return;
     const cursor = cmd.cursors[i] ?? null;
-    const socket = connect({ host: cmd.host, port: cmd.port });
+    const from = cmd.localAddresses;
+    const localAddress = from && from.length > 0 ? from[i % from.length] : undefined;
+    const socket = connect({ host: cmd.host, port: cmd.port, localAddress });
     const c: Client = {
       socket,
       cursor,
@@ -168,12 +178,16 @@ function open(cmd: Extract<WorkerCommand, { cmd: "open" }>): void {
         startOne();
       }
     });
-    socket.on("error", () => undefined);
+    // Why a socket closed before its status line, counted by error code (`closed`: no error).
+    let why = "closed";
+    socket.on("error", (err: NodeJS.ErrnoException) => {
+      why = err.code ?? "closed";
+    });
     socket.on("close", () => {
       if (!headed) {
         headed = true;
         failed++;
-        statuses.closed = (statuses.closed ?? 0) + 1;
+        statuses[why] = (statuses[why] ?? 0) + 1;
         done();
         startOne();
       }

@@ -62,20 +62,34 @@ export class LoadPool {
     );
   }
 
-  /** Opens one connection per cursor (null: a fresh connection), spread over the workers. */
+  /**
+   * Opens one connection per cursor (null: a fresh connection), spread over the workers.
+   * `localAddresses`: loopback source addresses to bind the sockets to (default none: the
+   * kernel's choice, 127.0.0.1); address j goes to worker j mod workers, so no two workers share
+   * one unless there are fewer addresses than workers.
+   */
   async open(
     port: number,
     path: string,
     cursors: Array<number | null>,
     batch: number,
+    localAddresses: string[] = [],
   ): Promise<{ ok: number; failed: number; statuses: Record<string, number> }> {
-    const parts = this.workers.map((_, i) =>
-      cursors.filter((_, j) => j % this.workers.length === i),
-    );
+    const parts = this.split(cursors);
+    const from = localAddresses.length >= this.workers.length ? this.split(localAddresses) : [];
     const reports = await this.ask(
       "opened",
       parts.map(
-        (p) => ({ cmd: "open", host: "127.0.0.1", port, path, cursors: p, batch }) as WorkerCommand,
+        (p, i) =>
+          ({
+            cmd: "open",
+            host: "127.0.0.1",
+            port,
+            path,
+            cursors: p,
+            batch,
+            localAddresses: from[i] ?? localAddresses,
+          }) as WorkerCommand,
       ),
     );
     const statuses: Record<string, number> = {};
