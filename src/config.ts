@@ -207,7 +207,7 @@ const schema = z.object({
   HTTP_MAX_QUERY_PARAMS: int(64, 1, 10_000),
   /**
    * Open sockets on the public port; new ones past it are closed unread. 0 (the default) derives
-   * it: MAX_CONNECTIONS + max(1024, MAX_CONNECTIONS / 4), within 90 % of the open-file limit.
+   * it: MAX_CONNECTIONS + max(1024, MAX_CONNECTIONS / 4), within the open-file limit less min(10 %, 1024).
    */
   HTTP_MAX_SOCKETS: int(0, 0, 10_000_000),
   /**

@@ -20,9 +20,18 @@ export interface SocketBounds {
   warnings: string[];
 }
 
-/** Share of the open-file limit the public port may take; the rest is for the admin port,
- * NATS and files, so a flood can never leave the probes without a descriptor. */
-const FD_SHARE = 0.9;
+/**
+ * Descriptors the public port leaves for the admin port, NATS and files, so a flood can never
+ * leave the probes without one: 10 % of the open-file limit, at most {@link FD_RESERVE_MAX}
+ * (a fixed share would keep 2,000 of 20,000 and 100,000 of a million idle).
+ */
+const FD_RESERVE_SHARE = 0.1;
+const FD_RESERVE_MAX = 1_024;
+
+/** Sockets the public port may hold within an open-file limit. */
+export function fdBoundOf(openFiles: number): number {
+  return openFiles - Math.min(Math.ceil(openFiles * FD_RESERVE_SHARE), FD_RESERVE_MAX);
+}
 
 /**
  * Works out the public port's socket bounds from the settings and the process's open-file
@@ -34,7 +43,7 @@ const FD_SHARE = 0.9;
  */
 export function socketBounds(config: Config, openFiles: number | undefined): SocketBounds {
   const warnings: string[] = [];
-  const fdBound = openFiles === undefined ? Infinity : Math.floor(openFiles * FD_SHARE);
+  const fdBound = openFiles === undefined ? Infinity : fdBoundOf(openFiles);
   let maxSockets = config.HTTP_MAX_SOCKETS;
   if (maxSockets === 0) {
     const headroom = Math.max(1_024, Math.ceil(config.MAX_CONNECTIONS / 4));
@@ -46,8 +55,8 @@ export function socketBounds(config: Config, openFiles: number | undefined): Soc
       );
   } else if (maxSockets > fdBound) {
     warnings.push(
-      `HTTP_MAX_SOCKETS=${maxSockets} is above ${FD_SHARE * 100} % of the open-file limit ` +
-        `(${openFiles}): a flood can exhaust file descriptors and fail the probes`,
+      `HTTP_MAX_SOCKETS=${maxSockets} is above the ${fdBound} sockets the open-file limit ` +
+        `(${openFiles}) leaves room for: a flood can exhaust file descriptors and fail the probes`,
     );
   }
   // Per address only where an address is a client: with CLIENT_LIMIT_BY address or auto, not

@@ -2,10 +2,10 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "../../src/config";
-import { openFileLimit, socketBounds } from "../../src/http/socketLimits";
+import { fdBoundOf, openFileLimit, socketBounds } from "../../src/http/socketLimits";
 
 describe("the public port's socket bounds", () => {
-  it("derive the total from MAX_CONNECTIONS, within 90 % of the open-file limit", () => {
+  it("derive the total from MAX_CONNECTIONS, within the open-file limit less 10 % (at most 1,024)", () => {
     expect(socketBounds(loadConfig({}), 1_048_576).maxSockets).toBe(12_500);
     expect(
       socketBounds(
@@ -14,6 +14,11 @@ describe("the public port's socket bounds", () => {
       ).maxSockets,
     ).toBe(1_124);
     expect(socketBounds(loadConfig({}), 1_024).maxSockets).toBe(921);
+    const many = loadConfig({ MAX_CONNECTIONS: "19000", MAX_CONNECTIONS_PER_CLIENT: "10" });
+    expect(socketBounds(many, 20_000).maxSockets).toBe(18_976);
+    expect([fdBoundOf(1_024), fdBoundOf(20_000), fdBoundOf(1_048_576)]).toEqual([
+      921, 18_976, 1_047_552,
+    ]);
   });
 
   it("warn when the open-file limit leaves fewer sockets than MAX_CONNECTIONS", () => {
@@ -25,13 +30,15 @@ describe("the public port's socket bounds", () => {
     expect(socketBounds(loadConfig({}), 20_000).warnings).toEqual([]);
   });
 
-  it("take HTTP_MAX_SOCKETS as given, and warn when it is above 90 % of the open-file limit", () => {
+  it("take HTTP_MAX_SOCKETS as given, and warn when it is above what the open-file limit leaves room for", () => {
     const c = loadConfig({ HTTP_MAX_SOCKETS: "19000", CLIENT_LIMIT_BY: "address" });
     expect(socketBounds(c, 20_000)).toEqual({
       maxSockets: 19_000,
       maxPerClient: 512,
       exempt: undefined,
-      warnings: [expect.stringMatching(/HTTP_MAX_SOCKETS=19000 is above 90 % .*\(20000\)/)],
+      warnings: [
+        expect.stringMatching(/HTTP_MAX_SOCKETS=19000 is above the 18976 sockets .*\(20000\)/),
+      ],
     });
     expect(socketBounds(c, undefined).warnings).toEqual([]);
   });
