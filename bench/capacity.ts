@@ -37,6 +37,7 @@ import { freePort } from "../test/support/ports";
 import { Histogram, median, nowMs } from "./lib/histogram";
 import { listenDrops } from "./lib/netstat";
 import { LoadPool } from "./lib/pool";
+import { imageNodeOptions } from "./lib/imageNodeOptions";
 import { cpuMs, rss, sleep, startServer, type ServerProc } from "./lib/procs";
 import { sample, scrape, type PromScrape } from "./lib/promText";
 
@@ -118,9 +119,11 @@ async function startGateway(
       LOG_LEVEL: "warn",
       MAX_CONNECTIONS: String(maxConnections),
       MAX_CONNECTIONS_PER_CLIENT: String(maxConnections),
-      // Explicit: derived, it would be 90 % of the open-file limit (18,000 of 20,000 here), the
-      // rest kept for the probes; this run knows it opens no more than `clients`.
+      // Explicit: derived, it would be the open-file limit less 1,024 (18,976 of 20,000 here),
+      // the rest kept for the probes; this run knows it opens no more than `clients`.
       HTTP_MAX_SOCKETS: String(maxSockets),
+      // As the image runs it (the young generation's bound shows in memory per connection).
+      NODE_OPTIONS: imageNodeOptions(),
       REPLAY_MAX_PER_CLIENT: "50000",
       HEARTBEAT_MS: String(heartbeatMs),
       DRAIN_WINDOW_MS: "0",
