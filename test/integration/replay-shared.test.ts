@@ -223,6 +223,47 @@ describe("shared replay", () => {
     expect(await shared(g, "started")).toBe(1);
   });
 
+  it("shared replay - a run holds one replay slot, counted against the address that started it", async () => {
+    const g = await gateway({
+      WINDOW_MESSAGES: "10",
+      REPLAY_BATCH: "16",
+      REPLAY_MAX_PER_CLIENT: "2",
+      CLIENT_LIMIT_BY: "address",
+    });
+    const { stream, prefix } = unique("slot");
+    await js.addStream(stream, [`${prefix}.>`]);
+    const subject = `${prefix}.t`;
+    const history = await fill(subject, 300, "x".repeat(16 * 1024));
+    const end = history[history.length - 1] as number;
+    const warm = await resume(g, `/events/${subject}`, end);
+    await sleep(200);
+    // Six clients of one address resume from one cursor at once: with a share of two slots,
+    // alone they would run two replays and queue four.
+    let peak = 0;
+    let polling = true;
+    const poll = (async () => {
+      while (polling) {
+        const text = await g.metrics();
+        peak = Math.max(
+          peak,
+          metricValue(text, "sse_replays_active") + metricValue(text, "sse_replays_queued"),
+        );
+        await sleep(5);
+      }
+    })();
+    const clients = await Promise.all(
+      [0, 1, 2, 3, 4, 5].map(() => resume(g, `/events/${subject}`, 0, "127.0.0.7")),
+    );
+    await Promise.all(clients.map((c) => c.waitFor(() => c.ids.includes(end), "the last event")));
+    polling = false;
+    await poll;
+    clients.forEach((c) => expectExactly(c.ids, history));
+    expect(await shared(g, "started")).toBe(1);
+    expect(await shared(g, "joined")).toBe(5);
+    expect(peak).toBe(1);
+    warm.close();
+  });
+
   it("shared replay - REPLAY_SHARED_BUFFER_BYTES=0 replays each session on its own", async () => {
     const g = await gateway({
       WINDOW_MESSAGES: "10",
