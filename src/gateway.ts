@@ -198,6 +198,7 @@ export async function startGateway(
       eventHeader: config.EVENT_TYPE_HEADER,
       batch: config.REPLAY_BATCH,
       bufferBytes: config.REPLAY_SHARED_BUFFER_BYTES,
+      onRead: () => metrics.replayMessagesRead.inc(),
       onBytes: (n) => metrics.replaySharedBytes.set(n),
       onSession: (how) => metrics.replaySharedSessions.inc({ how }),
     });

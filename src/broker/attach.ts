@@ -265,6 +265,7 @@ async function replayThenLive(
         until: last ? undefined : () => (reachedWindow = feed.window.covers(session.lastSeq ?? 0)),
         stallMs: deps.limiter.stallMs,
         api,
+        onRead: () => deps.metrics.replayMessagesRead.inc(),
       });
       deps.onStep?.({ type: "replay-end", delivered: r.delivered, stalled: r.stalled });
       deps.metrics.replayedEvents.inc(r.delivered);

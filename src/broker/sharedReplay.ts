@@ -31,6 +31,8 @@ export interface SharedReplayOptions {
    * sixteenth of it. 0 turns sharing off: every replay reads for one session alone.
    */
   bufferBytes: number;
+  /** Called for each message JetStream sends a run's consumer (sse_replay_messages_read_total). */
+  onRead?: () => void;
   /** Reports the bytes all rings hold after every change (sse_replay_shared_bytes). */
   onBytes?: (bytes: number) => void;
   /**
@@ -264,6 +266,7 @@ class ReplayRun implements RunView, Closable {
       try {
         for await (const m of messages) {
           idle = 0;
+          this.owner.opts.onRead?.();
           if (this.members.size === 0) break;
           const frame = frameOf(m, this.owner.opts.eventHeader);
           pacing = true;

@@ -149,6 +149,11 @@ export function createMetrics(registry = new Registry(), withDefaults = true) {
       help: "Replays that had to wait because their client address held REPLAY_MAX_PER_CLIENT slots",
       registers: r,
     }),
+    replayMessagesRead: new Counter({
+      name: "sse_replay_messages_read_total",
+      help: "Messages JetStream sent to replay consumers (shared runs and replays of one session): the replays' load on NATS",
+      registers: r,
+    }),
     replaySharedBytes: new Gauge({
       name: "sse_replay_shared_bytes",
       help: "Bytes held by the rings of shared replay runs (REPLAY_SHARED_BUFFER_BYTES)",
