@@ -364,6 +364,14 @@ class ReplayRun implements RunView, Closable {
     const p = this.onProgress;
     this.onProgress = undefined;
     p?.();
+    // A done run reads nothing more, so no push makes room in it: while the pod's rings are
+    // over their budget it gives up what all its members have taken (joiners lose that much).
+    const ring = this.ring;
+    if (this.state === "done" && ring && this.owner.budget.used > this.owner.budget.max) {
+      const n = evictable(ring, 0, this.slowest());
+      for (let i = 0; i < n; i++) ring.shift();
+      if (n > 0) this.owner.report();
+    }
   }
 
   /** Wakes waiting members once per tick (or at once), so a burst of frames is one wake-up. */
