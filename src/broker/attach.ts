@@ -208,6 +208,10 @@ function goLive(session: Session, deps: AttachDeps): void {
  * stays open, so a client that was only slow for a while loses nothing and need not reconnect,
  * and one that never reads holds no slot; heartbeats and the SESSION_MAX_BUFFER_BYTES bound
  * (live events held for it) keep applying while it is paused.
+ *
+ * Once positioned (a sequence, not a time), each round but the last goes through a shared run
+ * (sharedReplay.ts) that every session of the feed with a close cursor reads from; the last
+ * round is a replay of the session's own to the stream's end, as above.
  */
 async function replayThenLive(
   session: Session,
