@@ -7,7 +7,14 @@ import { startNats, type NatsHandle } from "../support/nats";
 import { startTestGateway, type TestGateway } from "../support/inProcessGateway";
 import { connectJetStream, type TestJetStream } from "../support/jetstream";
 import { RawSseClient } from "../support/rawSse";
-import { expectStrictlyIncreasing, metricValue, sleep, Tracker, unique } from "./contract-helpers";
+import {
+  expectStrictlyIncreasing,
+  metricValue,
+  sleep,
+  Tracker,
+  unique,
+  waitUntil,
+} from "./contract-helpers";
 
 let nats: NatsHandle;
 let js: TestJetStream;
@@ -164,6 +171,80 @@ describe("shared replay", () => {
     );
     // It continued after its last event through a run of its own (the first one had ended).
     expect(await shared(g, "started")).toBeGreaterThanOrEqual(2);
+    warm.close();
+  });
+
+  it("shared replay - with a window of none, sessions arriving while publishing continues each get exactly what followed their cursor", async () => {
+    // WINDOW_MESSAGES=0: a run ends only at the newest message the feed has seen, which keeps
+    // moving; members that reach it late continue with another round. No gap, no duplicate.
+    const g = await gateway({ WINDOW_MESSAGES: "0", REPLAY_BATCH: "16" });
+    const { stream, prefix } = unique("nowin");
+    await js.addStream(stream, [`${prefix}.>`]);
+    const subject = `${prefix}.t`;
+    const history = await fill(subject, 300);
+    const N = 30;
+    const cursors = Array.from({ length: N }, (_, i) => history[(i * 53) % 250] as number);
+    const publishing = fill(subject, 120, "live", 2);
+    const clients: RawSseClient[] = [];
+    for (const c of cursors) {
+      clients.push(await resume(g, `/events/${subject}`, c));
+      await sleep(5); // arrivals spread over the publishing
+    }
+    const all = [...history, ...(await publishing)];
+    const end = all[all.length - 1] as number;
+    await Promise.all(clients.map((c) => c.waitFor(() => c.ids.includes(end), "the last event")));
+    clients.forEach((c, i) =>
+      expectExactly(
+        c.ids,
+        all.filter((s) => s > (cursors[i] as number)),
+      ),
+    );
+    expect(await shared(g, "joined")).toBeGreaterThan(0);
+  });
+
+  it("shared replay - a session that joins a finished run after the window moved on continues past what was published since", async () => {
+    // A frozen member keeps a run that met the feed's window alive (done, its ring still
+    // held); messages are published, so the window (of none) moves past where the run ended;
+    // then a session joins that run. Taking the ring is not enough: it must not go live there,
+    // but continue with another round from the run's end.
+    const g = await gateway({
+      WINDOW_MESSAGES: "0",
+      REPLAY_BATCH: "256",
+      REPLAY_SHARED_BUFFER_BYTES: String(512 * 1024 * 1024), // one run: 32 MiB, the whole history
+      REPLAY_STALL_TIMEOUT_MS: "20000",
+    });
+    const { stream, prefix } = unique("late");
+    await js.addStream(stream, [`${prefix}.>`]);
+    const subject = `${prefix}.t`;
+    const history = await fill(subject, 800, "x".repeat(16 * 1024));
+    const warm = await resume(g, `/events/${subject}`, history[799] as number);
+    await sleep(200);
+    const frozen = await resume(g, `/events/${subject}`, history[0] as number, "127.0.0.8", false);
+    // The run reads the whole history after the cursor (799 messages) and stops where the
+    // window is; the frozen member has taken only what its socket buffers hold.
+    await waitUntil(
+      async () =>
+        metricValue(await g.metrics(), "sse_replay_messages_read_total") >= 799 &&
+        metricValue(await g.metrics(), "sse_replays_active") === 0,
+      "the run to read up to the window",
+    );
+    const live = await fill(subject, 5, "live", 1);
+    await sleep(200); // the feed has seen them
+    const late = await resume(g, `/events/${subject}`, history[400] as number);
+    const all = [...history, ...live];
+    const end = all[all.length - 1] as number;
+    await late.waitFor(() => late.ids.includes(end), "the last live message");
+    expectExactly(
+      late.ids,
+      all.filter((s) => s > (history[400] as number)),
+    );
+    expect(await shared(g, "joined")).toBeGreaterThanOrEqual(1);
+    frozen.startReading();
+    await frozen.waitFor(() => frozen.ids.includes(end), "the last live message");
+    expectExactly(
+      frozen.ids,
+      all.filter((s) => s > (history[0] as number)),
+    );
     warm.close();
   });
 
