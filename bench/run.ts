@@ -134,7 +134,7 @@ async function startKind(
   }
   if (kind === "gateway") {
     const adminPort = await freePort();
-    return startServer(
+    const server = await startServer(
       "src/main.js",
       {
         NATS_URL: ctx.nats.url,
@@ -151,6 +151,8 @@ async function startKind(
       port,
       adminPort,
     );
+    server.adminPort = adminPort;
+    return server;
   }
   return startServer(
     "bench/references/bareServer.js",
@@ -637,6 +639,29 @@ interface StormResult {
   peak: number;
   /** CPU the server used over the same time, in ms. */
   serverCpu: number;
+  /** What the gateway's replays cost NATS, from its /metrics (see {@link replayLoad}). */
+  load: string;
+}
+
+/**
+ * The replays' load on NATS as the gateway counts it: messages JetStream sent to replay
+ * consumers (`sse_replay_messages_read_total`; a gateway older than shared replays has no such
+ * counter, and each of its replays read what it delivered, `sse_replayed_events_total`), and how
+ * sessions shared runs.
+ */
+async function replayLoad(server: ServerProc): Promise<string> {
+  if (server.adminPort === undefined) return "";
+  const text = await (await fetch(`http://127.0.0.1:${server.adminPort}/metrics`)).text();
+  const value = (name: string, label = "") => {
+    const line = text.split("\n").find((l) => l.startsWith(`${name}${label} `));
+    return line === undefined ? undefined : Number(line.split(" ")[1]);
+  };
+  const read = value("sse_replay_messages_read_total");
+  const delivered = value("sse_replayed_events_total") ?? 0;
+  const runs = (how: string) => value("sse_replay_shared_sessions_total", `{how="${how}"}`) ?? 0;
+  return read === undefined
+    ? `replay consumers read ${fmt(delivered)} messages from JetStream (one replay per session: sse_replayed_events_total)`
+    : `replay consumers read ${fmt(read)} messages from JetStream (sse_replay_messages_read_total), delivered ${fmt(delivered)} replayed events; shared runs started ${fmt(runs("started"))}, joined ${fmt(runs("joined"))}, fell out ${fmt(runs("fell-out"))}`;
 }
 
 /**
@@ -688,7 +713,8 @@ async function stormRun(
     const { opened, caught, target } = result;
     const expectedAll = expected + STORM_CLIENTS * (target - last);
     const lost = expectedAll - (caught.deliveries - caught.duplicates);
-    return { opened, caught, secs: (caught.lastAt - t0) / 1000, lost, peak, serverCpu };
+    const load = await replayLoad(server);
+    return { opened, caught, secs: (caught.lastAt - t0) / 1000, lost, peak, serverCpu, load };
   } finally {
     pool.close();
     await server.stop();
@@ -704,7 +730,7 @@ async function storm(
   log(
     `\n## Reconnect storm${label}: ${fmt(STORM_CLIENTS)} clients, cursors spread over the last ${fmt(STORM_SPREAD)} messages, all at once to a fresh instance`,
   );
-  const { opened, caught, secs, lost, peak } = await stormRun(ctx, subject, env);
+  const { opened, caught, secs, lost, peak, load, serverCpu } = await stormRun(ctx, subject, env);
   log(`connected ${fmt(opened.ok)}/${fmt(STORM_CLIENTS)} ${JSON.stringify(opened.statuses)}`);
   log(
     `caught up ${fmt(caught.complete)}/${fmt(STORM_CLIENTS)} in ${fmt(secs, 2)} s   events ${fmt(caught.deliveries)} (${fmt(caught.deliveries / secs)}/s)`,
@@ -712,6 +738,7 @@ async function storm(
   log(
     `lost ${fmt(lost)}   duplicates ${fmt(caught.duplicates)}   out-of-order/gaps ${fmt(caught.gaps)}   peak consumers on NATS ${peak} (1 feed + replays bounded by REPLAY_MAX_CONCURRENT=64)`,
   );
+  log(`server CPU ${fmt(serverCpu)} ms for the storm   ${load}`);
 }
 
 /**
@@ -776,6 +803,7 @@ async function deep(ctx: Ctx): Promise<void> {
     log(
       `replayed ${fmt(caught.deliveries)} events in ${fmt(secs, 2)} s: ${fmt(caught.deliveries / secs)} events/s   duplicates ${caught.duplicates}   gaps ${caught.gaps}`,
     );
+    log(await replayLoad(server));
   } finally {
     pool.close();
     await server.stop();

@@ -121,6 +121,10 @@ const schema = z.object({
   // Replay slots one client address may hold at once; its further replays wait, in replays;
   // default 8.
   REPLAY_MAX_PER_CLIENT: int(8, 1, 100_000),
+  // Bytes the shared replay runs of all feeds hold together (frames read once for every
+  // session whose cursor is close; one run holds at most a sixteenth); 0 turns sharing off,
+  // in bytes; default 67108864 (64 MiB).
+  REPLAY_SHARED_BUFFER_BYTES: int(67_108_864, 0, 68_719_476_736),
   // JetStream API calls that client requests cause (cursor checks, replay consumers, `?last=`
   // probes) in flight at once per instance, in calls; default 32.
   JETSTREAM_API_MAX_CONCURRENT: int(32, 1, 10_000),

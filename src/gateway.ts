@@ -10,6 +10,7 @@ import type { Session } from "./sse/session";
 import { connectBroker, type Broker } from "./broker/connection";
 import { FeedRegistry } from "./broker/feeds";
 import { ReplayLimiter } from "./broker/replayLimiter";
+import { SharedReplays } from "./broker/sharedReplay";
 import { StreamResolver } from "./broker/streams";
 import { WindowBudget } from "./broker/window";
 import type { Config } from "./config";
@@ -193,6 +194,14 @@ export async function startGateway(
         api,
       },
     );
+    limiter.shared = new SharedReplays(b.js, limiter, {
+      eventHeader: config.EVENT_TYPE_HEADER,
+      batch: config.REPLAY_BATCH,
+      bufferBytes: config.REPLAY_SHARED_BUFFER_BYTES,
+      onRead: () => metrics.replayMessagesRead.inc(),
+      onBytes: (n) => metrics.replaySharedBytes.set(n),
+      onSession: (how) => metrics.replaySharedSessions.inc({ how }),
+    });
     deps.nats = { broker: b, resolver, feeds, limiter };
   });
   natsReady.catch((err) => log.error({ err }, "NATS connection failed"));

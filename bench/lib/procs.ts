@@ -15,6 +15,8 @@ export interface ServerProc {
    * `nchan` reference. stop() stops it too.
    */
   bridge?: ServerProc;
+  /** The gateway's admin port (/metrics), when the server is the gateway. */
+  adminPort?: number;
   stop(): Promise<void>;
 }
 

@@ -208,6 +208,10 @@ function goLive(session: Session, deps: AttachDeps): void {
  * stays open, so a client that was only slow for a while loses nothing and need not reconnect,
  * and one that never reads holds no slot; heartbeats and the SESSION_MAX_BUFFER_BYTES bound
  * (live events held for it) keep applying while it is paused.
+ *
+ * Once positioned (a sequence, not a time), each round but the last goes through a shared run
+ * (sharedReplay.ts) that every session of the feed with a close cursor reads from; the last
+ * round is a replay of the session's own to the stream's end, as above.
  */
 async function replayThenLive(
   session: Session,
@@ -225,6 +229,28 @@ async function replayThenLive(
   for (let round = 1; ;) {
     // The last allowed round replays to the stream's end whatever the window does.
     const last = round === MAX_REPLAY_ROUNDS;
+    const shared = deps.limiter.shared;
+    if (positioned && !last && shared?.enabled) {
+      // A shared run (sharedReplay.ts): the same catch-up, read once for every session of
+      // the feed whose cursor is close. It never lets a session go live unless it joined
+      // before the run's consumer existed; otherwise the window (or another round) follows.
+      const after = session.lastSeq ?? 0;
+      deps.onStep?.({ type: "replay-start", after });
+      const r = await shared.catchUp(session, feed, after, deps.client);
+      deps.onStep?.({ type: "replay-end", delivered: r.delivered, stalled: r.stalled });
+      deps.metrics.replayedEvents.inc(r.delivered);
+      deps.metrics.eventsSent.inc({ path: "replay" }, r.delivered);
+      if (session.closed) return;
+      if (r.stalled) await pause(session, deps.metrics);
+      if (session.closed) return;
+      if (await fromWindow(session, feed, session.lastSeq ?? 0, deps)) return;
+      if (r.streamEnd) break;
+      // Fell out of its run, or the window moved on: another round from where it is. A
+      // stall is not a round (as below).
+      if (!r.stalled) round++;
+      next = { afterSeq: session.lastSeq ?? 0 };
+      continue;
+    }
     const release = await deps.limiter.acquire(session, deps.client);
     let reachedWindow = false;
     let stalled: boolean;
@@ -243,6 +269,7 @@ async function replayThenLive(
         until: last ? undefined : () => (reachedWindow = feed.window.covers(session.lastSeq ?? 0)),
         stallMs: deps.limiter.stallMs,
         api,
+        onRead: () => deps.metrics.replayMessagesRead.inc(),
       });
       deps.onStep?.({ type: "replay-end", delivered: r.delivered, stalled: r.stalled });
       deps.metrics.replayedEvents.inc(r.delivered);

@@ -27,6 +27,8 @@ export interface ReplayOptions {
   stallMs?: number;
   /** Runs each JetStream API call (the pod's API limiter). Default: calls at once. */
   api?: ApiCall;
+  /** Called for each message JetStream sends the consumer (sse_replay_messages_read_total). */
+  onRead?: () => void;
 }
 
 /** How a replay ended. */
@@ -94,6 +96,7 @@ export async function replay(
     try {
       for await (const m of messages) {
         idle = 0;
+        opts.onRead?.();
         if (session.deliverReplayed(frameOf(m, opts.eventHeader))) delivered++;
         if (m.info.pending === 0 || session.closed || opts.until?.()) break;
         if (session.congested) {

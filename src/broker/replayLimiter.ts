@@ -1,5 +1,6 @@
 import { ApiLimiter } from "./apiLimiter";
 import { Limiter, type Closable } from "./limiter";
+import type { SharedReplays } from "./sharedReplay";
 
 export type { Closable } from "./limiter";
 
@@ -44,6 +45,13 @@ export class ReplayLimiter {
   readonly stallMs: number | undefined;
   /** The pod's JetStream API limiter (unbounded unless one is given). */
   readonly api: ApiLimiter;
+  /**
+   * Replays shared among the sessions of a feed whose cursors are close (set by the
+   * composition root; none: every replay reads for one session). A shared run holds one slot
+   * like a replay, counted against the client address of the session that started it; the
+   * sessions that join it hold none.
+   */
+  shared: SharedReplays | undefined;
   private readonly slots: Limiter;
 
   /**

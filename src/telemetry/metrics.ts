@@ -189,6 +189,22 @@ export function createMetrics(registry = new Registry(), withDefaults = true) {
       help: "Replays that had to wait because their client address held REPLAY_MAX_PER_CLIENT slots",
       registers: r,
     }),
+    replayMessagesRead: new Counter({
+      name: "sse_replay_messages_read_total",
+      help: "Messages JetStream sent to replay consumers (shared runs and replays of one session): the replays' load on NATS",
+      registers: r,
+    }),
+    replaySharedBytes: new Gauge({
+      name: "sse_replay_shared_bytes",
+      help: "Bytes held by the rings of shared replay runs (REPLAY_SHARED_BUFFER_BYTES)",
+      registers: r,
+    }),
+    replaySharedSessions: new Counter({
+      name: "sse_replay_shared_sessions_total",
+      help: "Sessions that caught up through a shared replay run, by whether they joined one or started one, and those that fell out of a run's ring (how=fell-out)",
+      labelNames: ["how"] as const,
+      registers: r,
+    }),
     jetstreamApiActive: new Gauge({
       name: "sse_jetstream_api_active",
       help: "JetStream API calls caused by client requests in flight now (JETSTREAM_API_MAX_CONCURRENT)",

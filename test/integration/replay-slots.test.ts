@@ -147,6 +147,9 @@ describe("replay slots and clients that never read", () => {
       CLIENT_LIMIT_BY: "address",
       // Never within this test: only the per-address bound is at work.
       REPLAY_STALL_TIMEOUT_MS: "3600000",
+      // Six resumes from one cursor would share one run (one slot): this is about replays of
+      // their own. How runs count against the bound: replay-shared.test.ts.
+      REPLAY_SHARED_BUFFER_BYTES: "0",
     });
     const stalled: RawSseClient[] = [];
     for (let i = 0; i < 6; i++) stalled.push(await stalledResume(g, "127.0.0.4"));
