@@ -2,8 +2,11 @@
  * A load-client process: holds many SSE connections on raw sockets, decodes HTTP chunking and
  * SSE for real (SseWireDecoder), and reports to its parent over IPC. Run with child_process.fork.
  *
- * Payloads of fan-out messages start with `t=<publish time ms>;r=<round>;` so latency is
- * measured per delivery without parsing JSON.
+ * Payloads of fan-out messages start with `t=<publish time ms>;r=<round>;` (inside a JSON
+ * string: see bench/lib/publish.ts) so latency is measured per delivery without parsing JSON.
+ * Every connection belongs to a group (the kind of server it is connected to): a round counts
+ * the connections of one group only, so several servers can hold their clients in the same
+ * workers while one of them is measured.
  */
 import { connect, type Socket } from "node:net";
 import { Histogram, nowMs } from "./histogram";
@@ -17,6 +20,10 @@ export type WorkerCommand =
       path: string;
       cursors: Array<number | null>;
       batch: number;
+      /** The group the new connections belong to (see {@link WorkerCommand} `round`). */
+      group: string;
+      /** The loopback address the connections come from (127.x.y.z); the OS picks when absent. */
+      localAddress?: string;
     }
   /**
    * Extra request headers for the connections of the next `open`, one block per cursor, in the
@@ -24,7 +31,8 @@ export type WorkerCommand =
    * storm's timing does not include shipping thousands of tokens over IPC.
    */
   | { cmd: "headers"; headers: string[] }
-  | { cmd: "round"; round: number; expect: number; timeoutMs: number }
+  /** Waits until every connection of `group` has `expect` messages of `round`. */
+  | { cmd: "round"; round: number; expect: number; timeoutMs: number; group: string }
   | { cmd: "catchup"; target: number; timeoutMs: number }
   | { cmd: "close" };
 
@@ -51,6 +59,7 @@ export type WorkerReport =
 
 interface Client {
   socket: Socket;
+  group: string;
   decoder: SseWireDecoder;
   cursor: number | null;
   lastSeq: number;
@@ -62,8 +71,11 @@ interface Client {
 
 const clients: Client[] = [];
 let round = -1;
+let roundGroup = "";
 let roundHist = new Histogram();
 let roundDeliveries = 0;
+/** The connections a round is waiting for: those of its group. */
+let members: Client[] = [];
 let lastAt = 0;
 let check: (() => void) | undefined;
 /** In catch-up mode: the sequence every client must reach, and how many have not yet. */
@@ -90,6 +102,38 @@ function numberAt(b: Buffer, i: number): [number, number] {
   return [n, k];
 }
 
+/** Where Centrifugo's publication data starts in its JSON: `{"channel":…,"pub":{"data":"t=…`. */
+const DATA_KEY = Buffer.from('"data":"');
+
+/**
+ * The publish time and round of a fan-out payload, read from the bytes (nothing decoded), or
+ * [NaN, NaN] when the event is not one (a Centrifugo connect reply, a notice). The payload is a
+ * JSON string, `"t=<ms>;r=<round>;…"`: the gateway and the references send it as the event's
+ * data, Centrifugo inside its own JSON (one native memmem finds it there, so the instrument
+ * costs about the same for every kind).
+ */
+function stamp(e: WireEvent): [number, number] {
+  if (e.count === 0 && e.carried.length === 0) return [NaN, NaN];
+  let b = e.buf;
+  let s = e.starts[0] as number;
+  let end = e.ends[0] as number;
+  if (e.carried.length > 0) {
+    // The event's data came in more than one socket read (rare): join it once.
+    b = Buffer.from(e.data);
+    s = 0;
+    end = b.length;
+  }
+  if (b[s] === 123 /* { */) {
+    const k = b.indexOf(DATA_KEY, s);
+    if (k < 0 || k >= end) return [NaN, NaN];
+    s = k + DATA_KEY.length;
+  } else if (b[s] === 34 /* " */) s++;
+  if (b[s] !== 116 /* t */ || b[s + 1] !== 61 /* = */) return [NaN, NaN];
+  const [t, next] = numberAt(b, s + 2);
+  const [r] = numberAt(b, next + 3); // skip ";r="
+  return [t, r];
+}
+
 function onEvent(c: Client, e: WireEvent): void {
   const at = nowMs();
   if (e.event !== "message") return; // notices
@@ -103,19 +147,11 @@ function onEvent(c: Client, e: WireEvent): void {
   }
   c.deliveries++;
   lastAt = at;
-  // Fan-out payloads begin `t=<ms>;r=<round>;`: read from the bytes, nothing decoded.
-  if (e.count > 0 && e.carried.length === 0) {
-    const b = e.buf;
-    const s = e.starts[0] as number;
-    if (b[s] === 116 /* t */ && b[s + 1] === 61 /* = */) {
-      const [t, next] = numberAt(b, s + 2);
-      const [r] = numberAt(b, next + 3); // skip ";r="
-      if (r === round) {
-        roundHist.add(at - t);
-        roundDeliveries++;
-        c.roundCount++;
-      }
-    }
+  const [t, r] = stamp(e);
+  if (r === round && c.group === roundGroup) {
+    roundHist.add(at - t);
+    roundDeliveries++;
+    c.roundCount++;
   }
   check?.();
 }
@@ -135,9 +171,10 @@ function open(cmd: Extract<WorkerCommand, { cmd: "open" }>): void {
     const i = next++;
     if (i >= cmd.cursors.length) return;
     const cursor = cmd.cursors[i] ?? null;
-    const socket = connect({ host: cmd.host, port: cmd.port });
+    const socket = connect({ host: cmd.host, port: cmd.port, localAddress: cmd.localAddress });
     const c: Client = {
       socket,
+      group: cmd.group,
       cursor,
       lastSeq: cursor ?? 0,
       duplicates: 0,
@@ -186,20 +223,22 @@ function open(cmd: Extract<WorkerCommand, { cmd: "open" }>): void {
 
 function waitRound(cmd: Extract<WorkerCommand, { cmd: "round" }>): void {
   round = cmd.round;
+  roundGroup = cmd.group;
   roundHist = new Histogram();
   roundDeliveries = 0;
-  for (const c of clients) c.roundCount = 0;
+  members = clients.filter((c) => c.group === cmd.group);
+  for (const c of members) c.roundCount = 0;
   let complete = 0;
   const finish = () => {
     check = undefined;
     clearTimeout(timer);
+    complete = members.filter((c) => c.roundCount >= cmd.expect).length;
     send({ type: "round", round, complete, deliveries: roundDeliveries, lastAt, hist: roundHist });
   };
   const timer = setTimeout(finish, cmd.timeoutMs);
   check = () => {
-    if (roundDeliveries < clients.length * cmd.expect) return;
-    complete = clients.filter((c) => c.roundCount >= cmd.expect).length;
-    if (complete === clients.length) finish();
+    if (roundDeliveries < members.length * cmd.expect) return;
+    if (members.every((c) => c.roundCount >= cmd.expect)) finish();
   };
   check();
 }
