@@ -69,8 +69,9 @@ export function comparedKinds(): Kind[] {
 }
 
 /**
- * Starts a server of `kind` serving `subject` (with `extra` env for the gateway); `burst` is
- * the ideal reference's write size in messages.
+ * Starts a server of `kind` serving `subject` (with `extra` env for the gateway; for
+ * centrifugo, `{ METRICS: "true" }` turns its Prometheus endpoint on); `burst` is the ideal
+ * reference's write size in messages.
  */
 export async function startKind(
   kind: Kind,
@@ -105,12 +106,11 @@ export async function startKind(
   }
   if (kind === "centrifugo") {
     const durable = `bench-centrifugo-${randomBytes(4).toString("hex")}`;
-    const server = await startCentrifugo(port, {
-      natsUrl: ctx.nats.url,
-      stream: STREAM,
-      subject,
-      durable,
-    });
+    const server = await startCentrifugo(
+      port,
+      { natsUrl: ctx.nats.url, stream: STREAM, subject, durable },
+      { metrics: extra.METRICS === "true" },
+    );
     return {
       ...server,
       stop: async () => {

@@ -53,10 +53,24 @@ export interface CentrifugoFeed {
   durable: string;
 }
 
+/** Options of a bench instance. */
+export interface CentrifugoOptions {
+  /**
+   * Serve Prometheus metrics on `GET /metrics` (the memory scenario reads its Go heap there).
+   * Default false: metrics cost CPU on every message, which the other kinds do not pay.
+   */
+  metrics?: boolean;
+}
+
 /** The config.json of one bench instance listening on 127.0.0.1:`port`. */
-export function centrifugoConf(port: number, feed: CentrifugoFeed): object {
+export function centrifugoConf(
+  port: number,
+  feed: CentrifugoFeed,
+  o: CentrifugoOptions = {},
+): object {
   return {
     log: { level: "error" },
+    prometheus: { enabled: o.metrics ?? false },
     http_server: { address: "127.0.0.1", port },
     health: { enabled: true, handler_prefix: "/readyz" },
     usage_stats: { disabled: true },
@@ -103,13 +117,34 @@ export function centrifugoPath(channel: string): string {
   return `/connection/uni_sse?cf_connect=${encodeURIComponent(JSON.stringify({ subs: { [channel]: {} } }))}`;
 }
 
+/**
+ * The Go heap and goroutine stacks in use of the instance on `port`, in bytes
+ * (`go_memstats_heap_inuse_bytes` + `go_memstats_stack_inuse_bytes` of its Prometheus metrics;
+ * NaN unless started with `metrics`): its RSS also holds freed memory the Go runtime has not
+ * returned to the OS yet, and garbage not yet collected (the heap may grow to twice the live
+ * data by default).
+ */
+export async function centrifugoGoInUse(port: number): Promise<number> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const read = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1]);
+    return read("go_memstats_heap_inuse_bytes") + read("go_memstats_stack_inuse_bytes");
+  } catch {
+    return NaN;
+  }
+}
+
 /** Starts Centrifugo on `port`; its temp dir is removed once it has exited. */
-export async function startCentrifugo(port: number, feed: CentrifugoFeed): Promise<ServerProc> {
+export async function startCentrifugo(
+  port: number,
+  feed: CentrifugoFeed,
+  o: CentrifugoOptions = {},
+): Promise<ServerProc> {
   const found = findCentrifugo();
   if ("missing" in found) throw new Error(`centrifugo: ${found.missing}`);
   const dir = mkdtempSync(path.join(os.tmpdir(), "bench-centrifugo-"));
   const conf = path.join(dir, "config.json");
-  writeFileSync(conf, JSON.stringify(centrifugoConf(port, feed), null, 2));
+  writeFileSync(conf, JSON.stringify(centrifugoConf(port, feed, o), null, 2));
   return startProcess(found.bin, ["--config", conf], port, {
     stderrFile: path.join(dir, "stderr.log"),
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
