@@ -93,6 +93,9 @@ async function main(): Promise<void> {
   }
 }
 
+// Through process.exit, so that procs.ts's exit hook stops every server and load client.
+for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => process.exit(130));
+
 main().then(
   () => process.exit(0),
   (err) => {
