@@ -43,6 +43,8 @@ export type WorkerReport =
       type: "round";
       round: number;
       complete: number;
+      /** Connections of the group the server had closed by the end of the round. */
+      closed: number;
       deliveries: number;
       lastAt: number;
       hist: { counts: Record<number, number>; total: number };
@@ -60,6 +62,8 @@ export type WorkerReport =
 interface Client {
   socket: Socket;
   group: string;
+  /** The connection has ended: a round stops waiting for it. */
+  closed: boolean;
   decoder: SseWireDecoder;
   cursor: number | null;
   lastSeq: number;
@@ -76,6 +80,8 @@ let roundHist = new Histogram();
 let roundDeliveries = 0;
 /** The connections a round is waiting for: those of its group. */
 let members: Client[] = [];
+/** How many of `members` have closed. */
+let closedMembers = 0;
 let lastAt = 0;
 let check: (() => void) | undefined;
 /** In catch-up mode: the sequence every client must reach, and how many have not yet. */
@@ -175,6 +181,7 @@ function open(cmd: Extract<WorkerCommand, { cmd: "open" }>): void {
     const c: Client = {
       socket,
       group: cmd.group,
+      closed: false,
       cursor,
       lastSeq: cursor ?? 0,
       duplicates: 0,
@@ -207,6 +214,11 @@ function open(cmd: Extract<WorkerCommand, { cmd: "open" }>): void {
     });
     socket.on("error", () => undefined);
     socket.on("close", () => {
+      c.closed = true;
+      if (c.group === roundGroup && check) {
+        closedMembers++;
+        check();
+      }
       if (!headed) {
         headed = true;
         failed++;
@@ -227,18 +239,30 @@ function waitRound(cmd: Extract<WorkerCommand, { cmd: "round" }>): void {
   roundHist = new Histogram();
   roundDeliveries = 0;
   members = clients.filter((c) => c.group === cmd.group);
+  closedMembers = members.filter((c) => c.closed).length;
   for (const c of members) c.roundCount = 0;
   let complete = 0;
   const finish = () => {
     check = undefined;
     clearTimeout(timer);
     complete = members.filter((c) => c.roundCount >= cmd.expect).length;
-    send({ type: "round", round, complete, deliveries: roundDeliveries, lastAt, hist: roundHist });
+    const closed = members.filter((c) => c.closed).length;
+    send({
+      type: "round",
+      round,
+      complete,
+      closed,
+      deliveries: roundDeliveries,
+      lastAt,
+      hist: roundHist,
+    });
   };
   const timer = setTimeout(finish, cmd.timeoutMs);
+  // A cheap bound first (a closed connection's partial deliveries only make it looser), then
+  // the exact check: every connection still open has the whole round.
   check = () => {
-    if (roundDeliveries < members.length * cmd.expect) return;
-    if (members.every((c) => c.roundCount >= cmd.expect)) finish();
+    if (roundDeliveries < (members.length - closedMembers) * cmd.expect) return;
+    if (members.every((c) => c.closed || c.roundCount >= cmd.expect)) finish();
   };
   check();
 }

@@ -133,8 +133,8 @@ export class LoadPool {
   }
 
   /**
-   * Waits until every client of `group` got `expect` messages of `round` (or `timeoutMs`);
-   * merges latencies.
+   * Waits until every client of `group` got `expect` messages of `round`, or had its connection
+   * closed (or `timeoutMs`); merges latencies.
    */
   async round(round: number, expect: number, timeoutMs: number, group = "") {
     const reports = await this.ask("round", [{ cmd: "round", round, expect, timeoutMs, group }]);
@@ -142,6 +142,7 @@ export class LoadPool {
     for (const r of reports) hist.merge(r.hist);
     return {
       complete: reports.reduce((n, r) => n + r.complete, 0),
+      closed: reports.reduce((n, r) => n + r.closed, 0),
       deliveries: reports.reduce((n, r) => n + r.deliveries, 0),
       lastAt: Math.max(...reports.map((r) => r.lastAt)),
       hist,

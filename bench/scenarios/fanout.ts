@@ -34,6 +34,8 @@ export interface FanoutSample {
   p99: number;
   /** Clients that got the whole burst. */
   complete: number;
+  /** Connections the server had closed by the end of the round (a round does not wait for them). */
+  closed: number;
   cpu: PerDelivery;
 }
 
@@ -60,6 +62,7 @@ export async function fanoutRound(
     p50: res.hist.percentile(0.5),
     p99: res.hist.percentile(0.99),
     complete: res.complete,
+    closed: res.closed,
     // Per delivery of the burst, whatever else a round delivered (nothing, normally).
     cpu: perDelivery(cpu, clients * MESSAGES),
   };
@@ -71,9 +74,14 @@ export interface FanoutRow {
   p50: number;
   p99: number;
   cpu: PerDelivery;
-  /** `complete/expected` clients over all its measured rounds. */
+  /** `complete/expected` clients over all its measured rounds, and connections closed. */
   complete: string;
   rates: number[];
+}
+
+/** ` (N connections closed by the server)`, or nothing when none was. */
+export function closedText(closed: number): string {
+  return closed > 0 ? ` (${fmt(closed)} connections closed by the server)` : "";
 }
 
 export function fanoutRow(samples: FanoutSample[], clients: number): FanoutRow {
@@ -82,7 +90,9 @@ export function fanoutRow(samples: FanoutSample[], clients: number): FanoutRow {
     p50: median(samples.map((s) => s.p50)),
     p99: median(samples.map((s) => s.p99)),
     cpu: medianPerDelivery(samples.map((s) => s.cpu)),
-    complete: `${samples.reduce((n, s) => n + s.complete, 0)}/${clients * samples.length}`,
+    complete:
+      `${samples.reduce((n, s) => n + s.complete, 0)}/${clients * samples.length}` +
+      closedText(Math.max(0, ...samples.map((s) => s.closed))),
     rates: samples.map((s) => s.rate),
   };
 }

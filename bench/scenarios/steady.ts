@@ -31,6 +31,7 @@ import {
   type PerDelivery,
 } from "../lib/perDelivery";
 import { LoadPool } from "../lib/pool";
+import { closedText } from "./fanout";
 import { rss, sleep } from "../lib/procs";
 import { payload, publishOne } from "../lib/publish";
 import { fmt, log, ratio } from "../lib/report";
@@ -42,6 +43,8 @@ interface SteadySample {
   deliveries: number;
   /** Clients that got every measured message. */
   complete: number;
+  /** Connections the server had closed by the end of the round. */
+  closed: number;
   p50: number;
   p99: number;
   cpu: PerDelivery;
@@ -101,6 +104,7 @@ async function steadyRound(
     expected: clients * measured,
     deliveries: res.deliveries,
     complete: res.complete,
+    closed: res.closed,
     p50: res.hist.percentile(0.5),
     p99: res.hist.percentile(0.99),
     cpu: perDelivery(cpu, res.deliveries),
@@ -120,7 +124,7 @@ function steadyLine(kind: Kind, clients: number, samples: SteadySample[], row: S
   const sum = (f: (s: SteadySample) => number) => samples.reduce((n, s) => n + f(s), 0);
   const lateMax = Math.max(...samples.map((s) => s.lateMaxMs));
   const rssGrowth = median(samples.map((s) => s.rssGrowth));
-  return `${kind.padEnd(10)} deliveries ${fmt(sum((s) => s.deliveries))}/${fmt(sum((s) => s.expected))}   p50 ${fmt(row.p50, 1).padStart(8)} ms   p99 ${fmt(row.p99, 1).padStart(8)} ms   ${cpuText(kind, row.cpu)}   RSS growth ${fmt(rssGrowth / 1024)} kB   clients complete ${fmt(sum((s) => s.complete))}/${fmt(clients * samples.length)}   (publisher late: max ${fmt(lateMax, 1)} ms, ${sum((s) => s.lateOver1Ms)} > 1 ms)`;
+  return `${kind.padEnd(10)} deliveries ${fmt(sum((s) => s.deliveries))}/${fmt(sum((s) => s.expected))}   p50 ${fmt(row.p50, 1).padStart(8)} ms   p99 ${fmt(row.p99, 1).padStart(8)} ms   ${cpuText(kind, row.cpu)}   RSS growth ${fmt(rssGrowth / 1024)} kB   clients complete ${fmt(sum((s) => s.complete))}/${fmt(clients * samples.length)}${closedText(Math.max(0, ...samples.map((s) => s.closed)))}   (publisher late: max ${fmt(lateMax, 1)} ms, ${sum((s) => s.lateOver1Ms)} > 1 ms)`;
 }
 
 /** All the steady intervals at `clients` connections per kind, the same servers throughout. */
