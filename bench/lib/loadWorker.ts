@@ -34,6 +34,8 @@ export type WorkerCommand =
   /** Waits until every connection of `group` has `expect` messages of `round`. */
   | { cmd: "round"; round: number; expect: number; timeoutMs: number; group: string }
   | { cmd: "catchup"; target: number; timeoutMs: number }
+  /** Waits until `group` has had no delivery for `quietMs` (at most `timeoutMs`). */
+  | { cmd: "quiet"; group: string; quietMs: number; timeoutMs: number }
   | { cmd: "close" };
 
 export type WorkerReport =
@@ -45,6 +47,11 @@ export type WorkerReport =
       complete: number;
       /** Connections of the group the server had closed by the end of the round. */
       closed: number;
+      /**
+       * Bench messages the group received while the round lasted, of any round: what the server
+       * did over that time, backlog of earlier rounds and warm-up included.
+       */
+      all: number;
       deliveries: number;
       lastAt: number;
       hist: { counts: Record<number, number>; total: number };
@@ -57,6 +64,7 @@ export type WorkerReport =
       gaps: number;
       lastAt: number;
     }
+  | { type: "quiet"; quiet: boolean }
   | { type: "error"; message: string };
 
 interface Client {
@@ -82,6 +90,10 @@ let roundDeliveries = 0;
 let members: Client[] = [];
 /** How many of `members` have closed. */
 let closedMembers = 0;
+/** Bench messages of any round the round's group received since the round began. */
+let roundAll = 0;
+/** When each group last received a message, in {@link nowMs} time. */
+const lastAtOf = new Map<string, number>();
 let lastAt = 0;
 let check: (() => void) | undefined;
 /** In catch-up mode: the sequence every client must reach, and how many have not yet. */
@@ -154,6 +166,8 @@ function onEvent(c: Client, e: WireEvent): void {
   c.deliveries++;
   lastAt = at;
   const [t, r] = stamp(e);
+  if (c.group === roundGroup && !Number.isNaN(t)) roundAll++;
+  lastAtOf.set(c.group, at);
   if (r === round && c.group === roundGroup) {
     roundHist.add(at - t);
     roundDeliveries++;
@@ -240,6 +254,7 @@ function waitRound(cmd: Extract<WorkerCommand, { cmd: "round" }>): void {
   roundDeliveries = 0;
   members = clients.filter((c) => c.group === cmd.group);
   closedMembers = members.filter((c) => c.closed).length;
+  roundAll = 0;
   for (const c of members) c.roundCount = 0;
   let complete = 0;
   const finish = () => {
@@ -252,6 +267,7 @@ function waitRound(cmd: Extract<WorkerCommand, { cmd: "round" }>): void {
       round,
       complete,
       closed,
+      all: roundAll,
       deliveries: roundDeliveries,
       lastAt,
       hist: roundHist,
@@ -292,6 +308,17 @@ function waitCatchup(cmd: Extract<WorkerCommand, { cmd: "catchup" }>): void {
   check();
 }
 
+function waitQuiet(cmd: Extract<WorkerCommand, { cmd: "quiet" }>): void {
+  const started = nowMs();
+  const timer = setInterval(() => {
+    const now = nowMs();
+    const quiet = now - (lastAtOf.get(cmd.group) ?? 0) >= cmd.quietMs;
+    if (!quiet && now - started < cmd.timeoutMs) return;
+    clearInterval(timer);
+    send({ type: "quiet", quiet });
+  }, 50);
+}
+
 process.on("message", (m: WorkerCommand) => {
   try {
     switch (m.cmd) {
@@ -304,6 +331,8 @@ process.on("message", (m: WorkerCommand) => {
         return waitRound(m);
       case "catchup":
         return waitCatchup(m);
+      case "quiet":
+        return waitQuiet(m);
       case "close":
         for (const c of clients) c.socket.destroy();
         process.exit(0);

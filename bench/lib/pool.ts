@@ -143,10 +143,20 @@ export class LoadPool {
     return {
       complete: reports.reduce((n, r) => n + r.complete, 0),
       closed: reports.reduce((n, r) => n + r.closed, 0),
+      all: reports.reduce((n, r) => n + r.all, 0),
       deliveries: reports.reduce((n, r) => n + r.deliveries, 0),
       lastAt: Math.max(...reports.map((r) => r.lastAt)),
       hist,
     };
+  }
+
+  /**
+   * Waits until no client of `group` has received anything for `quietMs` (a server that fell
+   * behind has worked off its backlog), at most `timeoutMs`; whether it got quiet.
+   */
+  async quiet(group: string, quietMs: number, timeoutMs: number): Promise<boolean> {
+    const reports = await this.ask("quiet", [{ cmd: "quiet", group, quietMs, timeoutMs }]);
+    return reports.every((r) => r.quiet);
   }
 
   /** Waits until every client has received up to `target` (catch-up after a resume). */

@@ -47,7 +47,6 @@ export async function fanoutRound(
   ctx: Ctx,
   pool: LoadPool,
   c: Contender,
-  clients: number,
   r: number,
   traceparent = false,
 ): Promise<FanoutSample> {
@@ -63,8 +62,8 @@ export async function fanoutRound(
     p99: res.hist.percentile(0.99),
     complete: res.complete,
     closed: res.closed,
-    // Per delivery of the burst, whatever else a round delivered (nothing, normally).
-    cpu: perDelivery(cpu, clients * MESSAGES),
+    // Per message delivered meanwhile (the burst's, unless an earlier one timed out).
+    cpu: perDelivery(cpu, res.all),
   };
 }
 
@@ -119,7 +118,7 @@ export async function fanout(ctx: Ctx, clients: number): Promise<void> {
     const samples = new Map<Kind, FanoutSample[]>(kinds.map((k) => [k, []]));
     for (let r = 1; r <= WARMUP + ROUNDS; r++)
       for (const c of cs) {
-        const s = await fanoutRound(ctx, pool, c, clients, r);
+        const s = await fanoutRound(ctx, pool, c, r);
         // Warm-up: JIT, consumer pulls, socket buffers.
         if (r > WARMUP) samples.get(c.kind)?.push(s);
         await sleep(200);

@@ -10,7 +10,6 @@ import {
   startContenders,
   stopContenders,
   type Contender,
-  type CpuMark,
 } from "../lib/contenders";
 import type { Ctx } from "../lib/ctx";
 import { median, nowMs } from "../lib/histogram";
@@ -50,6 +49,8 @@ interface SteadySample {
   cpu: PerDelivery;
   /** RSS of the server at the end of the measured period minus at its start, in bytes. */
   rssGrowth: number;
+  /** Whether its clients went quiet within 20 s of the round's end (no backlog left). */
+  caughtUp: boolean;
   /** How late the publisher was against its schedule: worst, in ms, and how many > 1 ms. */
   lateMaxMs: number;
   lateOver1Ms: number;
@@ -81,7 +82,10 @@ async function steadyRound(
     c.source.group,
   );
   const pid = c.server.child.pid as number;
-  let m0: CpuMark | undefined;
+  // CPU over the whole round, warm-up included, divided by every message the kind delivered
+  // meanwhile: a kind that falls behind works off earlier messages in the measured time, and
+  // dividing by the measured messages alone would charge it for them twice.
+  const m0 = cpuMark(ctx, c, pool);
   let rss0 = NaN;
   const sent = await publishSteady({
     intervalMs,
@@ -89,17 +93,16 @@ async function steadyRound(
     startAt: nowMs() + 100,
     maxInFlight: STEADY_IN_FLIGHT,
     beforeEach: (k) => {
-      if (k !== warm) return;
-      m0 = cpuMark(ctx, c, pool);
-      rss0 = rss(pid);
+      if (k === warm) rss0 = rss(pid);
     },
     payload: (k) => payload(k < warm ? 0 : round, k),
     publish: (p) => publishOne(ctx.js, c.subject, p, c.publish),
   });
   const res = await waiting;
-  const cpu = m0
-    ? cpuSince(ctx, c, pool, m0)
-    : { server: NaN, nats: NaN, bridge: NaN, clients: NaN };
+  const cpu = cpuSince(ctx, c, pool, m0);
+  const rssGrowth = rss(pid) - rss0;
+  // Before the next kind's round: a kind still delivering would compete with it for the CPU.
+  const caughtUp = await pool.quiet(c.source.group, 500, 20_000);
   return {
     expected: clients * measured,
     deliveries: res.deliveries,
@@ -107,8 +110,9 @@ async function steadyRound(
     closed: res.closed,
     p50: res.hist.percentile(0.5),
     p99: res.hist.percentile(0.99),
-    cpu: perDelivery(cpu, res.deliveries),
-    rssGrowth: rss(pid) - rss0,
+    cpu: perDelivery(cpu, res.all),
+    rssGrowth,
+    caughtUp,
     lateMaxMs: sent.lateMaxMs,
     lateOver1Ms: sent.lateOver1Ms,
   };
@@ -124,7 +128,8 @@ function steadyLine(kind: Kind, clients: number, samples: SteadySample[], row: S
   const sum = (f: (s: SteadySample) => number) => samples.reduce((n, s) => n + f(s), 0);
   const lateMax = Math.max(...samples.map((s) => s.lateMaxMs));
   const rssGrowth = median(samples.map((s) => s.rssGrowth));
-  return `${kind.padEnd(10)} deliveries ${fmt(sum((s) => s.deliveries))}/${fmt(sum((s) => s.expected))}   p50 ${fmt(row.p50, 1).padStart(8)} ms   p99 ${fmt(row.p99, 1).padStart(8)} ms   ${cpuText(kind, row.cpu)}   RSS growth ${fmt(rssGrowth / 1024)} kB   clients complete ${fmt(sum((s) => s.complete))}/${fmt(clients * samples.length)}${closedText(Math.max(0, ...samples.map((s) => s.closed)))}   (publisher late: max ${fmt(lateMax, 1)} ms, ${sum((s) => s.lateOver1Ms)} > 1 ms)`;
+  const behind = samples.filter((s) => !s.caughtUp).length;
+  return `${kind.padEnd(10)} deliveries ${fmt(sum((s) => s.deliveries))}/${fmt(sum((s) => s.expected))}   p50 ${fmt(row.p50, 1).padStart(8)} ms   p99 ${fmt(row.p99, 1).padStart(8)} ms   ${cpuText(kind, row.cpu)}   RSS growth ${fmt(rssGrowth / 1024)} kB   clients complete ${fmt(sum((s) => s.complete))}/${fmt(clients * samples.length)}${closedText(Math.max(0, ...samples.map((s) => s.closed)))}   (publisher late: max ${fmt(lateMax, 1)} ms, ${sum((s) => s.lateOver1Ms)} > 1 ms)${behind > 0 ? `   still delivering 20 s after ${behind} of its rounds: falls behind at this rate` : ""}`;
 }
 
 /** All the steady intervals at `clients` connections per kind, the same servers throughout. */

@@ -27,7 +27,7 @@ async function gatewayRun(
     cs = await startContenders(ctx, pool, [{ kind: "gateway", subject, extra: env }], clients, 1);
     const samples: FanoutSample[] = [];
     for (let r = 1; r <= WARMUP + ROUNDS; r++) {
-      const s = await fanoutRound(ctx, pool, cs[0] as Contender, clients, r, true);
+      const s = await fanoutRound(ctx, pool, cs[0] as Contender, r, true);
       if (r > WARMUP) samples.push(s);
       await sleep(200);
     }
