@@ -33,7 +33,7 @@ export const STORM_SPREAD = Number(opt("storm-spread", "3000"));
 export const DEEP = Number(opt("deep", "100000"));
 /**
  * Load-client processes (`--workers`, default 2): a minimum, raised so that no worker holds more
- * sockets than the open-file limit allows (see {@link LoadPool}'s sizing in bench/lib/contenders).
+ * sockets than the open-file limit allows (LoadPool.sized in bench/lib/pool.ts).
  */
 export const WORKERS = Number(opt("workers", "2"));
 /** Steady client counts (`--steady-clients`, default 2000,10000). */

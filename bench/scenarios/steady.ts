@@ -49,7 +49,7 @@ interface SteadySample {
   cpu: PerDelivery;
   /** RSS of the server at the end of the measured period minus at its start, in bytes. */
   rssGrowth: number;
-  /** Whether its clients went quiet within 20 s of the round's end (no backlog left). */
+  /** Whether its clients went quiet within 10 s of the round's end (no backlog left). */
   caughtUp: boolean;
   /** How late the publisher was against its schedule: worst, in ms, and how many > 1 ms. */
   lateMaxMs: number;
@@ -62,7 +62,7 @@ let nextRound = 1;
 /**
  * One steady round of `c`: publishes for STEADY_WARMUP_SECONDS + STEADY_SECONDS (a bounded
  * count, on absolute due times) and waits until every client has every measured message (or a
- * grace of 10 s). The references run with BURST=1: one message at a time, there is no burst to
+ * grace of 5 s). The references run with BURST=1: one message at a time, there is no burst to
  * gather, so each is written to every client as it comes (ideal then does naive's work).
  */
 async function steadyRound(
@@ -78,7 +78,7 @@ async function steadyRound(
   const waiting = pool.round(
     round,
     measured,
-    (STEADY_WARMUP_SECONDS + STEADY_SECONDS) * 1000 + 10_000,
+    (STEADY_WARMUP_SECONDS + STEADY_SECONDS) * 1000 + 5_000,
     c.source.group,
   );
   const pid = c.server.child.pid as number;
@@ -102,7 +102,7 @@ async function steadyRound(
   const cpu = cpuSince(ctx, c, pool, m0);
   const rssGrowth = rss(pid) - rss0;
   // Before the next kind's round: a kind still delivering would compete with it for the CPU.
-  const caughtUp = await pool.quiet(c.source.group, 500, 20_000);
+  const caughtUp = await pool.quiet(c.source.group, 500, 10_000);
   return {
     expected: clients * measured,
     deliveries: res.deliveries,
@@ -129,7 +129,7 @@ function steadyLine(kind: Kind, clients: number, samples: SteadySample[], row: S
   const lateMax = Math.max(...samples.map((s) => s.lateMaxMs));
   const rssGrowth = median(samples.map((s) => s.rssGrowth));
   const behind = samples.filter((s) => !s.caughtUp).length;
-  return `${kind.padEnd(10)} deliveries ${fmt(sum((s) => s.deliveries))}/${fmt(sum((s) => s.expected))}   p50 ${fmt(row.p50, 1).padStart(8)} ms   p99 ${fmt(row.p99, 1).padStart(8)} ms   ${cpuText(kind, row.cpu)}   RSS growth ${fmt(rssGrowth / 1024)} kB   clients complete ${fmt(sum((s) => s.complete))}/${fmt(clients * samples.length)}${closedText(Math.max(0, ...samples.map((s) => s.closed)))}   (publisher late: max ${fmt(lateMax, 1)} ms, ${sum((s) => s.lateOver1Ms)} > 1 ms)${behind > 0 ? `   still delivering 20 s after ${behind} of its rounds: falls behind at this rate` : ""}`;
+  return `${kind.padEnd(10)} deliveries ${fmt(sum((s) => s.deliveries))}/${fmt(sum((s) => s.expected))}   p50 ${fmt(row.p50, 1).padStart(8)} ms   p99 ${fmt(row.p99, 1).padStart(8)} ms   ${cpuText(kind, row.cpu)}   RSS growth ${fmt(rssGrowth / 1024)} kB   clients complete ${fmt(sum((s) => s.complete))}/${fmt(clients * samples.length)}${closedText(Math.max(0, ...samples.map((s) => s.closed)))}   (publisher late: max ${fmt(lateMax, 1)} ms, ${sum((s) => s.lateOver1Ms)} > 1 ms)${behind > 0 ? `   still delivering 10 s after ${behind} of its rounds: falls behind at this rate` : ""}`;
 }
 
 /** All the steady intervals at `clients` connections per kind, the same servers throughout. */
