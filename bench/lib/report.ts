@@ -9,6 +9,6 @@ export const fmt = (n: number, digits = 0): string =>
     ? n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits })
     : "n/a";
 
-/** `a / b` as a ratio with two decimals and an `x`, "n/a" when either is missing. */
+/** `a / b` as a ratio with two decimals and an `x`, "n/a" when either is missing or not finite. */
 export const ratio = (a: number | undefined, b: number | undefined): string =>
-  a === undefined || b === undefined ? "n/a" : `${fmt(a / b, 2)}x`;
+  a === undefined || b === undefined || !Number.isFinite(a / b) ? "n/a" : `${fmt(a / b, 2)}x`;
