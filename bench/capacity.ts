@@ -36,7 +36,7 @@ import type { NatsHandle } from "../test/support/nats";
 import { freePort } from "../test/support/ports";
 import { Histogram, median, nowMs } from "./lib/histogram";
 import { listenDrops } from "./lib/netstat";
-import { LoadPool } from "./lib/pool";
+import { DEFAULT_SOURCE, LoadPool } from "./lib/pool";
 import { imageNodeOptions } from "./lib/imageNodeOptions";
 import { cpuMs, rss, sleep, startServer, type ServerProc } from "./lib/procs";
 import { sample, scrape, type PromScrape } from "./lib/promText";
@@ -179,6 +179,7 @@ async function openAll(
     `/events/${SUBJECT}`,
     new Array(o.clients).fill(null),
     o.batch,
+    DEFAULT_SOURCE,
     addresses,
   );
   const secs = (nowMs() - t0) / 1000;

@@ -12,7 +12,7 @@
 #   k8s    the control plane for `make test-k8s`: etcd, kube-apiserver, kube-controller-manager,
 #          kube-scheduler, kubectl (from tools/k8s, ~25 min the first time), kwok, helm
 #   bench  what `make bench` needs beside nats-server: nginx with the Nchan module (the `nchan`
-#          reference server)
+#          reference server) and Centrifugo (the `centrifugo` one, built with Go)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,6 +23,8 @@ HELM_K8S_MINOR="37" # helm v3.22.0 is built on k8s.io/client-go v0.37
 KUBECONFORM_VERSION="v0.7.0"
 KWOK_VERSION="v0.7.0"
 HADOLINT_VERSION="2.15.1"
+# bench/references/centrifugo.ts names the same version.
+CENTRIFUGO_VERSION="v6.9.1"
 # The Kubernetes version the control plane is built from and the chart is validated against;
 # tools/k8s/go.mod requires the same one.
 K8S_VERSION="v1.34.4"
@@ -98,6 +100,13 @@ ensure_nchan() {
   [[ -f /usr/lib/nginx/modules/ngx_nchan_module.so || -f /usr/share/nginx/modules/ngx_nchan_module.so ]] ||
     missing+=(libnginx-mod-nchan)
   ((${#missing[@]} == 0)) || apt_install "${missing[@]}"
+}
+
+# Centrifugo, the bench's `centrifugo` reference, with its version stamped in as its release
+# builds do (a plain `go install` reports 0.0.0).
+ensure_centrifugo() {
+  go_install centrifugo "github.com/centrifugal/centrifugo/v6@$CENTRIFUGO_VERSION" \
+    "-X github.com/centrifugal/centrifugo/v6/internal/build.Version=${CENTRIFUGO_VERSION#v}"
 }
 
 ensure_hadolint() {
@@ -198,6 +207,7 @@ for w in "${what[@]}"; do
     bench)
       ensure_nats
       ensure_nchan
+      ensure_centrifugo
       ;;
     *)
       echo "usage: $0 [nats|test|chart|k8s|bench|all]..." >&2

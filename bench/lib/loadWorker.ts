@@ -2,8 +2,11 @@
  * A load-client process: holds many SSE connections on raw sockets, decodes HTTP chunking and
  * SSE for real (SseWireDecoder), and reports to its parent over IPC. Run with child_process.fork.
  *
- * Payloads of fan-out messages start with `t=<publish time ms>;r=<round>;` so latency is
- * measured per delivery without parsing JSON.
+ * Payloads of fan-out messages start with `t=<publish time ms>;r=<round>;` (inside a JSON
+ * string: see bench/lib/publish.ts) so latency is measured per delivery without parsing JSON.
+ * Every connection belongs to a group (the kind of server it is connected to): a round counts
+ * the connections of one group only, so several servers can hold their clients in the same
+ * workers while one of them is measured.
  */
 import { connect, type Socket } from "node:net";
 import { Histogram, nowMs } from "./histogram";
@@ -25,6 +28,10 @@ export type WorkerCommand =
        * clients.
        */
       localAddresses?: string[];
+      /** The group the new connections belong to (see {@link WorkerCommand} `round`). */
+      group: string;
+      /** The loopback address the connections come from (127.x.y.z) when `localAddresses` is not given; the OS picks when neither is. */
+      localAddress?: string;
     }
   /**
    * Extra request headers for the connections of the next `open`, one block per cursor, in the
@@ -32,8 +39,11 @@ export type WorkerCommand =
    * storm's timing does not include shipping thousands of tokens over IPC.
    */
   | { cmd: "headers"; headers: string[] }
-  | { cmd: "round"; round: number; expect: number; timeoutMs: number }
+  /** Waits until every connection of `group` has `expect` messages of `round`. */
+  | { cmd: "round"; round: number; expect: number; timeoutMs: number; group: string }
   | { cmd: "catchup"; target: number; timeoutMs: number }
+  /** Waits until `group` has had no delivery for `quietMs` (at most `timeoutMs`). */
+  | { cmd: "quiet"; group: string; quietMs: number; timeoutMs: number }
   | { cmd: "close" };
 
 export type WorkerReport =
@@ -43,6 +53,13 @@ export type WorkerReport =
       type: "round";
       round: number;
       complete: number;
+      /** Connections of the group the server had closed by the end of the round. */
+      closed: number;
+      /**
+       * Bench messages the group received while the round lasted, of any round: what the server
+       * did over that time, backlog of earlier rounds and warm-up included.
+       */
+      all: number;
       deliveries: number;
       lastAt: number;
       hist: { counts: Record<number, number>; total: number };
@@ -55,10 +72,14 @@ export type WorkerReport =
       gaps: number;
       lastAt: number;
     }
+  | { type: "quiet"; quiet: boolean }
   | { type: "error"; message: string };
 
 interface Client {
   socket: Socket;
+  group: string;
+  /** The connection has ended: a round stops waiting for it. */
+  closed: boolean;
   decoder: SseWireDecoder;
   cursor: number | null;
   lastSeq: number;
@@ -70,8 +91,17 @@ interface Client {
 
 const clients: Client[] = [];
 let round = -1;
+let roundGroup = "";
 let roundHist = new Histogram();
 let roundDeliveries = 0;
+/** The connections a round is waiting for: those of its group. */
+let members: Client[] = [];
+/** How many of `members` have closed. */
+let closedMembers = 0;
+/** Bench messages of any round the round's group received since the round began. */
+let roundAll = 0;
+/** When each group last received a message, in {@link nowMs} time. */
+const lastAtOf = new Map<string, number>();
 let lastAt = 0;
 let check: (() => void) | undefined;
 /** In catch-up mode: the sequence every client must reach, and how many have not yet. */
@@ -98,6 +128,38 @@ function numberAt(b: Buffer, i: number): [number, number] {
   return [n, k];
 }
 
+/** Where Centrifugo's publication data starts in its JSON: `{"channel":…,"pub":{"data":"t=…`. */
+const DATA_KEY = Buffer.from('"data":"');
+
+/**
+ * The publish time and round of a fan-out payload, read from the bytes (nothing decoded), or
+ * [NaN, NaN] when the event is not one (a Centrifugo connect reply, a notice). The payload is a
+ * JSON string, `"t=<ms>;r=<round>;…"`: the gateway and the references send it as the event's
+ * data, Centrifugo inside its own JSON (one native memmem finds it there, so the instrument
+ * costs about the same for every kind).
+ */
+function stamp(e: WireEvent): [number, number] {
+  if (e.count === 0 && e.carried.length === 0) return [NaN, NaN];
+  let b = e.buf;
+  let s = e.starts[0] as number;
+  let end = e.ends[0] as number;
+  if (e.carried.length > 0) {
+    // The event's data came in more than one socket read (rare): join it once.
+    b = Buffer.from(e.data);
+    s = 0;
+    end = b.length;
+  }
+  if (b[s] === 123 /* { */) {
+    const k = b.indexOf(DATA_KEY, s);
+    if (k < 0 || k >= end) return [NaN, NaN];
+    s = k + DATA_KEY.length;
+  } else if (b[s] === 34 /* " */) s++;
+  if (b[s] !== 116 /* t */ || b[s + 1] !== 61 /* = */) return [NaN, NaN];
+  const [t, next] = numberAt(b, s + 2);
+  const [r] = numberAt(b, next + 3); // skip ";r="
+  return [t, r];
+}
+
 function onEvent(c: Client, e: WireEvent): void {
   const at = nowMs();
   if (e.event !== "message") return; // notices
@@ -111,19 +173,13 @@ function onEvent(c: Client, e: WireEvent): void {
   }
   c.deliveries++;
   lastAt = at;
-  // Fan-out payloads begin `t=<ms>;r=<round>;`: read from the bytes, nothing decoded.
-  if (e.count > 0 && e.carried.length === 0) {
-    const b = e.buf;
-    const s = e.starts[0] as number;
-    if (b[s] === 116 /* t */ && b[s + 1] === 61 /* = */) {
-      const [t, next] = numberAt(b, s + 2);
-      const [r] = numberAt(b, next + 3); // skip ";r="
-      if (r === round) {
-        roundHist.add(at - t);
-        roundDeliveries++;
-        c.roundCount++;
-      }
-    }
+  const [t, r] = stamp(e);
+  if (c.group === roundGroup && !Number.isNaN(t)) roundAll++;
+  lastAtOf.set(c.group, at);
+  if (r === round && c.group === roundGroup) {
+    roundHist.add(at - t);
+    roundDeliveries++;
+    c.roundCount++;
   }
   check?.();
 }
@@ -144,10 +200,12 @@ function open(cmd: Extract<WorkerCommand, { cmd: "open" }>): void {
     if (i >= cmd.cursors.length) return;
     const cursor = cmd.cursors[i] ?? null;
     const from = cmd.localAddresses;
-    const localAddress = from && from.length > 0 ? from[i % from.length] : undefined;
+    const localAddress = from && from.length > 0 ? from[i % from.length] : cmd.localAddress;
     const socket = connect({ host: cmd.host, port: cmd.port, localAddress });
     const c: Client = {
       socket,
+      group: cmd.group,
+      closed: false,
       cursor,
       lastSeq: cursor ?? 0,
       duplicates: 0,
@@ -184,6 +242,11 @@ function open(cmd: Extract<WorkerCommand, { cmd: "open" }>): void {
       why = err.code ?? "closed";
     });
     socket.on("close", () => {
+      c.closed = true;
+      if (c.group === roundGroup && check) {
+        closedMembers++;
+        check();
+      }
       if (!headed) {
         headed = true;
         failed++;
@@ -200,20 +263,36 @@ function open(cmd: Extract<WorkerCommand, { cmd: "open" }>): void {
 
 function waitRound(cmd: Extract<WorkerCommand, { cmd: "round" }>): void {
   round = cmd.round;
+  roundGroup = cmd.group;
   roundHist = new Histogram();
   roundDeliveries = 0;
-  for (const c of clients) c.roundCount = 0;
+  members = clients.filter((c) => c.group === cmd.group);
+  closedMembers = members.filter((c) => c.closed).length;
+  roundAll = 0;
+  for (const c of members) c.roundCount = 0;
   let complete = 0;
   const finish = () => {
     check = undefined;
     clearTimeout(timer);
-    send({ type: "round", round, complete, deliveries: roundDeliveries, lastAt, hist: roundHist });
+    complete = members.filter((c) => c.roundCount >= cmd.expect).length;
+    const closed = members.filter((c) => c.closed).length;
+    send({
+      type: "round",
+      round,
+      complete,
+      closed,
+      all: roundAll,
+      deliveries: roundDeliveries,
+      lastAt,
+      hist: roundHist,
+    });
   };
   const timer = setTimeout(finish, cmd.timeoutMs);
+  // A cheap bound first (a closed connection's partial deliveries only make it looser), then
+  // the exact check: every connection still open has the whole round.
   check = () => {
-    if (roundDeliveries < clients.length * cmd.expect) return;
-    complete = clients.filter((c) => c.roundCount >= cmd.expect).length;
-    if (complete === clients.length) finish();
+    if (roundDeliveries < (members.length - closedMembers) * cmd.expect) return;
+    if (members.every((c) => c.closed || c.roundCount >= cmd.expect)) finish();
   };
   check();
 }
@@ -243,6 +322,17 @@ function waitCatchup(cmd: Extract<WorkerCommand, { cmd: "catchup" }>): void {
   check();
 }
 
+function waitQuiet(cmd: Extract<WorkerCommand, { cmd: "quiet" }>): void {
+  const started = nowMs();
+  const timer = setInterval(() => {
+    const now = nowMs();
+    const quiet = now - (lastAtOf.get(cmd.group) ?? 0) >= cmd.quietMs;
+    if (!quiet && now - started < cmd.timeoutMs) return;
+    clearInterval(timer);
+    send({ type: "quiet", quiet });
+  }, 50);
+}
+
 process.on("message", (m: WorkerCommand) => {
   try {
     switch (m.cmd) {
@@ -255,6 +345,8 @@ process.on("message", (m: WorkerCommand) => {
         return waitRound(m);
       case "catchup":
         return waitCatchup(m);
+      case "quiet":
+        return waitQuiet(m);
       case "close":
         for (const c of clients) c.socket.destroy();
         process.exit(0);

@@ -1,9 +1,29 @@
-import type { ChildProcess } from "node:child_process";
+import { spawnSync, type ChildProcess } from "node:child_process";
 import { Histogram } from "./histogram";
 import type { WorkerCommand, WorkerReport } from "./loadWorker";
 import { cpuMs, forkWorker } from "./procs";
 
 type Of<T extends WorkerReport["type"]> = Extract<WorkerReport, { type: T }>;
+
+/**
+ * Where a group of connections comes from: the group (the kind of server) a round waits for,
+ * and the third octet of its loopback source addresses, 127.0.<octet>.<worker + 1>: one address
+ * per worker and kind, so the server sees each kind's load as distinct clients, and each
+ * (address, server port) pair has the whole ephemeral port range to itself.
+ */
+export interface Source {
+  group: string;
+  octet: number;
+}
+
+/** All connections from 127.0.0.1 in one group, for scenarios with one server. */
+export const DEFAULT_SOURCE: Source = { group: "", octet: 0 };
+
+/** The open-file limit of this process's children (`ulimit -n`), 1024 if unreadable. */
+function openFileLimit(): number {
+  const n = Number(spawnSync("sh", ["-c", "ulimit -n"], { encoding: "utf8" }).stdout.trim());
+  return Number.isFinite(n) && n > 0 ? n : 1024;
+}
 
 /** Load-client processes sharing the connections of one benchmark run. */
 export class LoadPool {
@@ -11,6 +31,19 @@ export class LoadPool {
 
   constructor(size: number) {
     for (let i = 0; i < size; i++) this.workers.push(forkWorker());
+  }
+
+  /**
+   * A pool of at least `min` workers, more when needed so that none holds more than its
+   * open-file limit allows for `sockets` connections in all (1,000 descriptors kept spare).
+   */
+  static sized(min: number, sockets: number): LoadPool {
+    const perWorker = Math.max(1000, openFileLimit() - 1000);
+    return new LoadPool(Math.max(min, Math.ceil(sockets / perWorker)));
+  }
+
+  get size(): number {
+    return this.workers.length;
   }
 
   private ask<T extends WorkerReport["type"]>(
@@ -63,24 +96,24 @@ export class LoadPool {
   }
 
   /**
-   * Opens one connection per cursor (null: a fresh connection), spread over the workers.
-   * `localAddresses`: loopback source addresses to bind the sockets to (default none: the
-   * kernel's choice, 127.0.0.1); address j goes to worker j mod workers, so no two workers share
-   * one unless there are fewer addresses than workers.
+   * Opens one connection per cursor (null: a fresh connection), spread over the workers, `batch`
+   * in flight per worker (0: all at once), from `source`'s addresses, or, when given,
+   * `localAddresses`: loopback source addresses to bind the sockets to; address j goes to worker
+   * j mod workers, so no two workers share one unless there are fewer addresses than workers.
    */
   async open(
     port: number,
     path: string,
     cursors: Array<number | null>,
     batch: number,
+    source: Source = DEFAULT_SOURCE,
     localAddresses: string[] = [],
   ): Promise<{ ok: number; failed: number; statuses: Record<string, number> }> {
-    const parts = this.split(cursors);
     const from = localAddresses.length >= this.workers.length ? this.split(localAddresses) : [];
     const reports = await this.ask(
       "opened",
-      parts.map(
-        (p, i) =>
+      this.split(cursors).map(
+        (p, w) =>
           ({
             cmd: "open",
             host: "127.0.0.1",
@@ -88,7 +121,9 @@ export class LoadPool {
             path,
             cursors: p,
             batch,
-            localAddresses: from[i] ?? localAddresses,
+            group: source.group,
+            localAddress: source.octet > 0 ? `127.0.${source.octet}.${w + 1}` : undefined,
+            localAddresses: from[w] ?? localAddresses,
           }) as WorkerCommand,
       ),
     );
@@ -102,17 +137,31 @@ export class LoadPool {
     };
   }
 
-  /** Waits until every client got `expect` messages of `round`; merges latencies. */
-  async round(round: number, expect: number, timeoutMs: number) {
-    const reports = await this.ask("round", [{ cmd: "round", round, expect, timeoutMs }]);
+  /**
+   * Waits until every client of `group` got `expect` messages of `round`, or had its connection
+   * closed (or `timeoutMs`); merges latencies.
+   */
+  async round(round: number, expect: number, timeoutMs: number, group = "") {
+    const reports = await this.ask("round", [{ cmd: "round", round, expect, timeoutMs, group }]);
     const hist = new Histogram();
     for (const r of reports) hist.merge(r.hist);
     return {
       complete: reports.reduce((n, r) => n + r.complete, 0),
+      closed: reports.reduce((n, r) => n + r.closed, 0),
+      all: reports.reduce((n, r) => n + r.all, 0),
       deliveries: reports.reduce((n, r) => n + r.deliveries, 0),
       lastAt: Math.max(...reports.map((r) => r.lastAt)),
       hist,
     };
+  }
+
+  /**
+   * Waits until no client of `group` has received anything for `quietMs` (a server that fell
+   * behind has worked off its backlog), at most `timeoutMs`; whether it got quiet.
+   */
+  async quiet(group: string, quietMs: number, timeoutMs: number): Promise<boolean> {
+    const reports = await this.ask("quiet", [{ cmd: "quiet", group, quietMs, timeoutMs }]);
+    return reports.every((r) => r.quiet);
   }
 
   /** Waits until every client has received up to `target` (catch-up after a resume). */

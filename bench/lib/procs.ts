@@ -6,6 +6,21 @@ import path from "node:path";
 /** dist/ when running the compiled benchmarks. */
 export const DIST = path.resolve(__dirname, "..", "..");
 
+/**
+ * Every process the bench starts, killed when the bench exits however it exits (an uncaught
+ * error included), so that no server or load client outlives it.
+ */
+const children = new Set<ChildProcess>();
+process.on("exit", () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+});
+
+function track(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.once("exit", () => children.delete(child));
+  return child;
+}
+
 /** A server under test, in its own process so its memory and CPU are its own. */
 export interface ServerProc {
   child: ChildProcess;
@@ -33,10 +48,12 @@ export async function startServer(
   // BENCH_PROFILE_DIR=<dir> profiles the server under test (node --cpu-prof) for `make bench`.
   const prof = process.env.BENCH_PROFILE_DIR;
   const flags = prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}`] : [];
-  const child = spawn(process.execPath, [...flags, path.join(DIST, script)], {
-    env: { ...process.env, ...env, PORT: String(port) },
-    stdio: ["ignore", "ignore", "inherit"],
-  });
+  const child = track(
+    spawn(process.execPath, [...flags, path.join(DIST, script)], {
+      env: { ...process.env, ...env, PORT: String(port) },
+      stdio: ["ignore", "ignore", "inherit"],
+    }),
+  );
   return readyProc(child, script, port, readyPort);
 }
 
@@ -52,7 +69,7 @@ export async function startProcess(
   opts: { readyPort?: number; stderrFile?: string; cleanup?: () => void } = {},
 ): Promise<ServerProc> {
   const err = opts.stderrFile ? openSync(opts.stderrFile, "a") : "inherit";
-  const child = spawn(command, argv, { stdio: ["ignore", "ignore", err] });
+  const child = track(spawn(command, argv, { stdio: ["ignore", "ignore", err] }));
   if (typeof err === "number") closeSync(err);
   let cleaned = false;
   const clean = () => {
@@ -138,9 +155,11 @@ export function sleep(ms: number): Promise<void> {
 }
 
 export function forkWorker(): ChildProcess {
-  return fork(path.join(DIST, "bench", "lib", "loadWorker.js"), [], {
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
-  });
+  return track(
+    fork(path.join(DIST, "bench", "lib", "loadWorker.js"), [], {
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+    }),
+  );
 }
 
 /** CPU time (user + system) a process has used so far, in milliseconds (Linux /proc, 10 ms ticks). */
