@@ -119,20 +119,23 @@ export class SessionRegistry {
       const j = Math.floor(rnd() * (i + 1));
       [all[i], all[j]] = [all[j] as Session, all[i] as Session];
     }
+    // Session k closes at a random moment of the k-th of n equal slots of the window: uniform
+    // over the window as a whole (the order is random), and evenly spread.
+    const n = all.length;
+    const slotTime = (k: number) => ((k + rnd()) / n) * windowMs;
     const start = performance.now();
     let next = 0;
+    let nextAt = slotTime(0);
     await new Promise<void>((resolve) => {
       const tick = (): void => {
         const elapsed = performance.now() - start;
-        const due =
-          windowMs <= 0
-            ? all.length
-            : Math.ceil((Math.min(elapsed, windowMs) / windowMs) * all.length);
-        for (; next < due; next++) {
+        while (next < n && (windowMs <= 0 || nextAt <= elapsed)) {
           const s = all[next] as Session;
           if (!s.closed) s.close("drain", jitter(retryMs, rnd));
+          next++;
+          nextAt = slotTime(next);
         }
-        if (next < all.length) return;
+        if (next < n) return;
         clearInterval(timer);
         resolve();
       };

@@ -64,6 +64,21 @@ describe("SessionRegistry.drain", () => {
     expect((fakes[3] as FakeSession).closes).toBe(0);
   });
 
+  it("closes none before its moment: the k-th of n at a random point of the k-th n-th of the window", async () => {
+    const { registry, fakes } = registryOf(4);
+    const t0 = performance.now();
+    // rnd 0.5: the slots' midpoints, 125, 375, 625 and 875 ms (and jitter 1.0 x retry).
+    const done = registry.drain(1_000, 1_000, () => 0.5);
+    await new Promise((r) => setTimeout(r, 80));
+    expect(fakes.filter((f) => f.closes > 0)).toHaveLength(0);
+    await done;
+    const times = fakes.map((f) => (f.closedAt as number) - t0).sort((a, b) => a - b);
+    [125, 375, 625, 875].forEach((at, k) => {
+      expect(times[k]).toBeGreaterThanOrEqual(at - 1);
+      expect(times[k]).toBeLessThan(at + 100);
+    });
+  });
+
   it("resolves at once with no session", async () => {
     await expect(new SessionRegistry(1, 1).drain(10_000, 1_000)).resolves.toBeUndefined();
   });
