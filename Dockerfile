@@ -43,9 +43,9 @@ FROM node:${NODE_VERSION}-bookworm-slim AS runtime
 RUN rm -rf /usr/local/lib/node_modules /usr/local/bin/npm /usr/local/bin/npx \
     /usr/local/bin/corepack /usr/local/bin/yarn /usr/local/bin/yarnpkg /opt/yarn-*
 ENV NODE_ENV=production
-# V8's young generation grows to 3 x 32 MiB under the allocation of a connection storm and keeps
-# it: ~5 kB per connection at 10,000. 8 MiB semi-spaces cost no measurable CPU per delivery
-# (BENCHMARKS.md). Replace NODE_OPTIONS whole to change it (the chart's extraEnv).
+# Left at V8's default, the young generation grows by some 45 MiB under the allocation of a
+# connection storm and keeps it: ~4.5 kB per connection at 10,000. 8 MiB semi-spaces cost no
+# measurable CPU per delivery (BENCHMARKS.md). Replace NODE_OPTIONS whole to change it.
 ENV NODE_OPTIONS=--max-semi-space-size=8
 WORKDIR /app
 # Owned by root and not writable by the gateway's user.
