@@ -18,7 +18,8 @@
  * one process tree, each on a subject of its own with its clients connected and held in the
  * same load-client processes, each kind's clients from its own loopback addresses (127.0.1.x
  * gateway, .2 naive, .3 ideal, .4 nchan, .5 centrifugo: bench/lib/kinds.ts); the measured rounds
- * rotate through the kinds (round r: gateway, naive, ideal, nchan, centrifugo), only the
+ * rotate through the kinds (gateway, naive, ideal, nchan, centrifugo, the order rotated by one
+ * each round, 500 ms between two kinds), only the
  * measured kind getting messages, and every figure is the median of a kind's rounds. Per kind:
  * deliveries, CPU per delivery of the server alone and with nats-server's (and the bridge's,
  * for nchan), p50/p99 latency; then the gateway's ratios to naive and ideal (with their

@@ -103,3 +103,16 @@ export function cpuSince(ctx: Ctx, c: Contender, pool: LoadPool, m0: CpuMark): C
     clients: m.clients - m0.clients,
   };
 }
+
+/** Pause between two kinds' rounds, in ms: the last one's after-work (a Go GC, acks) settles. */
+export const SETTLE_MS = 500;
+
+/**
+ * The contenders in the order of round `r`: rotated by one each round, so every kind follows
+ * every other equally often. In a fixed order the same kind always runs right after the same
+ * neighbour, and inherits whatever that one still does after its round.
+ */
+export function roundOrder<T>(cs: readonly T[], r: number): T[] {
+  const k = cs.length === 0 ? 0 : r % cs.length;
+  return [...cs.slice(k), ...cs.slice(0, k)];
+}

@@ -1,9 +1,12 @@
 /**
  * Fan-out: every kind holds `clients` connections on a subject of its own; the rounds rotate
- * through the kinds (round r: gateway, naive, ideal, nchan, centrifugo), each round a burst of
+ * through the kinds (round r: gateway, naive, ideal, nchan, centrifugo, rotated by one each
+ * round, with a settling pause between two kinds), each round a burst of
  * MESSAGES published on the measured kind's subject only; per kind, medians over its rounds.
  */
 import {
+  roundOrder,
+  SETTLE_MS,
   startContenders,
   stopContenders,
   cpuMark,
@@ -117,11 +120,11 @@ export async function fanout(ctx: Ctx, clients: number): Promise<void> {
     );
     const samples = new Map<Kind, FanoutSample[]>(kinds.map((k) => [k, []]));
     for (let r = 1; r <= WARMUP + ROUNDS; r++)
-      for (const c of cs) {
+      for (const c of roundOrder(cs, r)) {
         const s = await fanoutRound(ctx, pool, c, r);
         // Warm-up: JIT, consumer pulls, socket buffers.
         if (r > WARMUP) samples.get(c.kind)?.push(s);
-        await sleep(200);
+        await sleep(SETTLE_MS);
       }
     const rows: Partial<Record<Kind, FanoutRow>> = {};
     for (const kind of kinds) {

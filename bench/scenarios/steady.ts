@@ -6,6 +6,8 @@
  */
 import {
   cpuMark,
+  roundOrder,
+  SETTLE_MS,
   cpuSince,
   startContenders,
   stopContenders,
@@ -151,9 +153,9 @@ export async function steady(ctx: Ctx, clients: number): Promise<void> {
       );
       const samples = new Map<Kind, SteadySample[]>(kinds.map((k) => [k, []]));
       for (let r = 0; r < STEADY_ROUNDS; r++)
-        for (const c of cs) {
+        for (const c of roundOrder(cs, r)) {
           samples.get(c.kind)?.push(await steadyRound(ctx, pool, c, clients, intervalMs));
-          await sleep(200);
+          await sleep(SETTLE_MS);
         }
       const rows: Partial<Record<Kind, SteadyRow>> = {};
       for (const kind of kinds) {
