@@ -118,8 +118,8 @@ export interface RunView {
  * - a reading run whose ring still holds what follows the cursor (floor ≤ cursor), and which
  *   is not more than `distance` sequences short of the cursor (the session waits for it to get
  *   there, so not too long);
- * - a done run (it met the window or the stream's end) whose ring covers the cursor: the
- *   session takes the rest of the ring, then continues from the window;
+ * - a done run (it met the window or the stream's end) whose ring holds frames after the
+ *   cursor: the session takes the rest of the ring, then continues from the window;
  * - a pending run within `distance` of the cursor either way (its start moves down to the
  *   lowest cursor among its members when it begins).
  * Reading and done runs come first (their frames are already in memory). None: start a run.
@@ -132,7 +132,8 @@ export function pickRun<R extends RunView>(
   let pending: R | undefined;
   for (const r of runs) {
     if (r.state === "reading" && cursor >= r.floor && cursor <= r.last + distance) return r;
-    if (r.state === "done" && cursor >= r.floor && cursor <= r.last) return r;
+    // A done run has nothing for a cursor at its end: the window serves that one.
+    if (r.state === "done" && cursor >= r.floor && cursor < r.last) return r;
     if (
       r.state === "pending" &&
       pending === undefined &&

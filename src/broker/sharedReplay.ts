@@ -169,6 +169,8 @@ class ReplayRun implements RunView, Closable {
   private onProgress: (() => void) | undefined;
   private closeHooks: Array<() => void> = [];
   private messages: ConsumerMessages | undefined;
+  /** Since when a member has held a full ring back from its older half (see makeRoom). */
+  private lagSince: number | undefined;
 
   constructor(
     private readonly owner: SharedReplays,
@@ -298,14 +300,15 @@ class ReplayRun implements RunView, Closable {
 
   /**
    * Pacing: before a frame of `len` bytes goes in, the ring must be within its bounds (count,
-   * bytes, and the pod's budget). Frames every member has taken go first; when the slowest
-   * member still needs the oldest frame, the run waits for it, at most RUN_LAG_MS, then drops
-   * the members that need it. False when no member is left.
+   * bytes, and the pod's budget). Frames every member has taken go first. A member in the older
+   * half of a full ring holds the run back: once that has lasted RUN_LAG_MS in all (taking a
+   * frame now and then does not reset it, only catching up to the newer half does), the members
+   * still in the older half fall out, so a slow client sets the run's pace for a second at most.
+   * False when no member is left.
    */
   private async makeRoom(len: number): Promise<boolean> {
     const ring = this.ring as ReplayRing;
     const { budget } = this.owner;
-    let blockedSince: number | undefined;
     while (
       ring.size > 0 &&
       (ring.size >= this.owner.ringMessages ||
@@ -313,33 +316,41 @@ class ReplayRun implements RunView, Closable {
         budget.used + len > budget.max)
     ) {
       if (this.members.size === 0) return false;
+      const slowest = this.slowest();
+      const older = ring.after(ring.floor, Math.ceil(ring.size / 2));
+      const mid = (older[older.length - 1] as { seq: number }).seq;
+      if (slowest >= mid) this.lagSince = undefined;
+      else this.lagSince ??= Date.now();
+      if (this.lagSince !== undefined && Date.now() - this.lagSince >= RUN_LAG_MS) {
+        // In the older half for RUN_LAG_MS: they fall out, and continue on replays of their own.
+        this.dropBehind(mid);
+        continue;
+      }
       // Room for a quarter of the ring at once: the scan over members is not made per frame.
-      const n = evictable(ring, Math.floor((ring.size * 3) / 4), this.slowest());
+      const n = evictable(ring, Math.floor((ring.size * 3) / 4), slowest);
       if (n > 0) {
         for (let i = 0; i < n; i++) ring.shift();
         this.owner.report();
-        blockedSince = undefined;
         continue;
       }
-      blockedSince ??= Date.now();
-      const left = RUN_LAG_MS - (Date.now() - blockedSince);
-      if (left > 0) {
-        await this.progress(left);
-        continue;
-      }
-      // The slowest members have not taken the oldest frame for RUN_LAG_MS: they fall out.
-      const need = (ring.oldest as { seq: number }).seq;
-      for (const [session, member] of this.members) {
-        if ((session.lastSeq ?? 0) < need) {
-          member.dropped = true;
-          this.members.delete(session);
-          this.owner.opts.onSession?.("fell-out");
-        }
-      }
-      this.notify(true);
-      blockedSince = undefined;
+      // The slowest member still needs the oldest frame: wait for it to take frames or leave.
+      const since = (this.lagSince ??= Date.now());
+      await this.progress(Math.max(1, RUN_LAG_MS - (Date.now() - since)));
     }
     return this.members.size > 0;
+  }
+
+  /** Members that have not taken the frame `seq` yet fall out of the run. */
+  private dropBehind(seq: number): void {
+    for (const [session, member] of this.members) {
+      if ((session.lastSeq ?? 0) < seq) {
+        member.dropped = true;
+        this.members.delete(session);
+        this.owner.opts.onSession?.("fell-out");
+      }
+    }
+    this.notify(true);
+    this.lagSince = undefined;
   }
 
   /** The lowest position among members. */

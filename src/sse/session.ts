@@ -319,6 +319,7 @@ export class Session {
     const bytes = this.outBytes;
     this.out = undefined;
     this.outBytes = 0;
+    if (bytes === 0) return; // an empty chunk would end the response
     if (out.length === 1) this.write(out[0] as Buffer, 0, true);
     // Framed while concatenated: one copy either way.
     else if (this.chunked) this.write(frameChunk(out, bytes), 0, true, true);

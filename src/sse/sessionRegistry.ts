@@ -19,6 +19,7 @@ export class SessionRegistry {
   private readonly perClient = new Map<string, number>();
   private slots = 0;
   private heartbeat: NodeJS.Timeout | undefined;
+  private beating = false;
 
   /**
    * @param maxConnections sessions per pod (MAX_CONNECTIONS).
@@ -87,13 +88,21 @@ export class SessionRegistry {
     this.heartbeat.unref();
   }
 
-  /** One heartbeat pass. A Set's iterator skips sessions removed and visits those added meanwhile. */
+  /**
+   * One heartbeat pass. A Set's iterator skips sessions removed and visits those added
+   * meanwhile. A pass still running when the next is due (a loaded event loop) is not doubled.
+   */
   private beat(): void {
+    if (this.beating) return;
+    this.beating = true;
     const it = this.sessions.values();
     const slice = (): void => {
       for (let n = 0; n < HEARTBEAT_SLICE; n++) {
         const next = it.next();
-        if (next.done) return;
+        if (next.done) {
+          this.beating = false;
+          return;
+        }
         next.value.control(HEARTBEAT);
       }
       setImmediate(slice);
@@ -108,7 +117,7 @@ export class SessionRegistry {
   /**
    * Closes every session at a random moment within `windowMs`, each with a `retry:` hint drawn
    * from [retryMs/2, retryMs*1.5), so reconnects reach the other pods spread out, not as a storm.
-   * Resolves when all are closed.
+   * Resolves when all are closed, by the drain or by their clients.
    *
    * The sessions are shuffled, then closed in that order evenly over the window, by one timer:
    * a timer per session would be 100,000 timers at 100,000 connections, all created at once.
@@ -126,20 +135,32 @@ export class SessionRegistry {
     const start = performance.now();
     let next = 0;
     let nextAt = slotTime(0);
+    let open = n;
+    let timer: NodeJS.Timeout | undefined;
+    let finished = n === 0;
     await new Promise<void>((resolve) => {
+      const done = (): void => {
+        finished = true;
+        clearInterval(timer);
+        resolve();
+      };
       const tick = (): void => {
         const elapsed = performance.now() - start;
-        while (next < n && (windowMs <= 0 || nextAt <= elapsed)) {
+        while (!finished && next < n && (windowMs <= 0 || nextAt <= elapsed)) {
           const s = all[next] as Session;
           if (!s.closed) s.close("drain", jitter(retryMs, rnd));
           next++;
           nextAt = slotTime(next);
         }
-        if (next < n) return;
-        clearInterval(timer);
-        resolve();
+        if (next >= n) done();
       };
-      const timer = setInterval(tick, DRAIN_TICK_MS);
+      // Clients that leave on their own end the drain early when they are the last.
+      for (const s of all)
+        s.whenClosed(() => {
+          if (--open === 0) done();
+        });
+      if (finished) return done();
+      timer = setInterval(tick, DRAIN_TICK_MS);
       tick();
     });
   }

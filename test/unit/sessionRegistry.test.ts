@@ -8,11 +8,23 @@ class FakeSession {
   retry: number | undefined;
   closes = 0;
   writes: Buffer[] = [];
+  private hooks: Array<() => void> = [];
   close(_reason: string, retryMs?: number): void {
     this.closes++;
     this.closed = true;
     this.closedAt = performance.now();
     this.retry = retryMs;
+    for (const h of this.hooks.splice(0)) h();
+  }
+  /** The client went away by itself. */
+  leave(): void {
+    this.closed = true;
+    for (const h of this.hooks.splice(0)) h();
+  }
+  whenClosed(fn: () => void): () => void {
+    if (this.closed) fn();
+    else this.hooks.push(fn);
+    return () => undefined;
   }
   control(buf: Buffer): void {
     this.writes.push(buf);
@@ -77,6 +89,16 @@ describe("SessionRegistry.drain", () => {
       expect(times[k]).toBeGreaterThanOrEqual(at - 1);
       expect(times[k]).toBeLessThan(at + 100);
     });
+  });
+
+  it("ends early when the clients have all left by themselves", async () => {
+    const { registry, fakes } = registryOf(3);
+    const t0 = performance.now();
+    const done = registry.drain(60_000, 1_000, () => 0.5); // slots at 10, 30 and 50 s
+    setTimeout(() => fakes.forEach((f) => f.leave()), 50);
+    await done;
+    expect(performance.now() - t0).toBeLessThan(5_000);
+    expect(fakes.map((f) => f.closes)).toEqual([0, 0, 0]);
   });
 
   it("resolves at once with no session", async () => {
