@@ -114,6 +114,9 @@ export class SharedReplays {
     let set = this.runs.get(feed);
     if (!set) this.runs.set(feed, (set = new Set()));
     let run = pickRun(set, cursor, this.distance);
+    // A run its last member just left is winding down (its slot wait or consumer is being
+    // cancelled): joining it would only fail.
+    if (run?.abandoned) run = undefined;
     if (run) this.opts.onSession?.("joined");
     else {
       run = new ReplayRun(this, feed, cursor, set);
@@ -169,6 +172,8 @@ class ReplayRun implements RunView, Closable {
   private onProgress: (() => void) | undefined;
   private closeHooks: Array<() => void> = [];
   private messages: ConsumerMessages | undefined;
+  /** Its last member left while it waited or read: it is being cancelled, not joinable. */
+  abandoned = false;
   /** Since when a member has held a full ring back from its older half (see makeRoom). */
   private lagSince: number | undefined;
 
@@ -453,6 +458,7 @@ class ReplayRun implements RunView, Closable {
     if (!this.members.delete(session)) return;
     this.progressed();
     if (this.members.size > 0) return;
+    if (this.state === "pending" || this.state === "reading") this.abandoned = true;
     if (this.state === "reading") void this.messages?.close().catch(() => undefined);
     if (this.state === "pending" || this.state === "reading") this.fire();
     this.maybeForget();
