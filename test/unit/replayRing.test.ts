@@ -65,9 +65,11 @@ describe("pickRun (the join rule)", () => {
     expect(pickRun([r], 251, 50)).toBeUndefined(); // too far ahead to wait for
   });
 
-  it("joins a done run only within its ring, and never an ended one", () => {
+  it("joins a done run only when its ring holds frames after the cursor, and never an ended one", () => {
     const done = run("done", 100, 200);
-    expect(pickRun([done], 200, 50)).toBe(done);
+    expect(pickRun([done], 199, 50)).toBe(done);
+    // At its end it has nothing left for the cursor: the window serves that session.
+    expect(pickRun([done], 200, 50)).toBeUndefined();
     expect(pickRun([done], 201, 50)).toBeUndefined();
     expect(pickRun([run("ended", 100, 200)], 150, 50)).toBeUndefined();
   });
