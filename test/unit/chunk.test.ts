@@ -15,7 +15,7 @@ function decodeChunk(bytes: Buffer): Buffer {
 describe("frameChunk", () => {
   it("frames the buffers, in order, as one chunk whose size line is their length in hex", () => {
     const out = frameChunk([Buffer.from("id: 1\n\n"), Buffer.from("id: 2\ndata: é\n\n")]);
-    expect(out.toString("latin1").slice(0, 4)).toBe("17\r\n") // 7 + 16 bytes (é is two);
+    expect(out.toString("latin1").slice(0, 4)).toBe("17\r\n"); // 7 + 16 bytes (é is two);
     expect(decodeChunk(out).toString()).toBe("id: 1\n\nid: 2\ndata: é\n\n");
   });
 
