@@ -1,15 +1,8 @@
 import type { Frame } from "../sse/session";
+import { ByteBudget } from "./byteBudget";
 
-/**
- * Bytes held by all shared replay rings of the pod together, against
- * REPLAY_SHARED_BUFFER_BYTES. A ring that pushes past it first gives up frames none of its
- * members still needs, then drops its slowest members (they continue on a replay of their own).
- */
-export class RingBudget {
-  used = 0;
-  /** @param max bytes all rings may hold together (REPLAY_SHARED_BUFFER_BYTES). */
-  constructor(readonly max: number) {}
-}
+/** The rings' {@link ByteBudget}: REPLAY_SHARED_BUFFER_BYTES for all shared runs together. */
+export { ByteBudget as RingBudget };
 
 /**
  * The frames one shared replay run has read, oldest first, bounded by its owner. It holds every
@@ -30,7 +23,7 @@ export class ReplayRing {
   /** @param startAfter the run reads from `startAfter + 1`. */
   constructor(
     startAfter: number,
-    private readonly budget: RingBudget = new RingBudget(Number.MAX_SAFE_INTEGER),
+    private readonly budget: ByteBudget = new ByteBudget(Number.MAX_SAFE_INTEGER),
   ) {
     this.floor = startAfter;
     this.last = startAfter;

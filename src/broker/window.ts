@@ -1,15 +1,8 @@
 import type { Frame } from "../sse/session";
+import { ByteBudget } from "./byteBudget";
 
-/**
- * Bytes held by all windows of the pod together, against WINDOW_TOTAL_BYTES. A window that
- * pushes past the budget gives up its own oldest frames, so the bound holds whatever the
- * number of feeds.
- */
-export class WindowBudget {
-  used = 0;
-  /** @param max bytes all windows may hold together (WINDOW_TOTAL_BYTES). */
-  constructor(readonly max: number) {}
-}
+/** The windows' {@link ByteBudget}: WINDOW_TOTAL_BYTES for all windows of the pod together. */
+export { ByteBudget as WindowBudget };
 
 /**
  * A feed's recent window: its last messages, already framed, bounded by count and bytes.
@@ -34,7 +27,7 @@ export class RecentWindow {
   constructor(
     private readonly maxMessages: number,
     private readonly maxBytes: number,
-    private readonly budget: WindowBudget = new WindowBudget(Number.MAX_SAFE_INTEGER),
+    private readonly budget: ByteBudget = new ByteBudget(Number.MAX_SAFE_INTEGER),
   ) {}
 
   get size(): number {

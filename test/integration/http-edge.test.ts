@@ -126,11 +126,15 @@ async function expectRawError(request: string, status: number, code: string): Pr
   expect(errorBody(res.body).error).toBe(code);
 }
 
-/** Reads a raw socket until `done(text)` holds or the server closes; bounded. */
+/**
+ * Reads a raw socket until `done(text)` holds or the server closes; bounded. `latin1` keeps
+ * one character per byte, so offsets in the text are byte offsets (chunk sizes count bytes).
+ */
 function rawStream(
   request: string,
   done: (text: string) => boolean,
   timeoutMs = 10_000,
+  encoding: "utf8" | "latin1" = "utf8",
 ): Promise<{ text: string; closed: boolean }> {
   const { hostname, port } = new URL(gw.url);
   return new Promise((resolve, reject) => {
@@ -146,7 +150,7 @@ function rawStream(
       resolve({ text, closed });
     };
     socket.on("data", (c: Buffer) => {
-      text += c.toString("utf8");
+      text += c.toString(encoding);
       if (done(text)) finish(false);
     });
     socket.on("error", () => undefined);
@@ -270,26 +274,9 @@ function chunks(body: string): { chunks: string[]; rest: string } {
   }
 }
 
-/** Reads a raw socket as latin1 (bytes) until `done(text)` holds; bounded. */
-function rawBytes(request: string, done: (text: string) => boolean): Promise<string> {
-  const { hostname, port } = new URL(gw.url);
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(Number(port), hostname);
-    let text = "";
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`raw bytes: timed out: ${JSON.stringify(text.slice(0, 500))}`));
-    }, 10_000);
-    socket.on("data", (c: Buffer) => {
-      text += c.toString("latin1");
-      if (!done(text)) return;
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(text);
-    });
-    socket.on("error", () => undefined);
-    socket.write(request);
-  });
+/** The bytes (latin1) a raw socket read until `done(text)` held; bounded. */
+async function rawBytes(request: string, done: (text: string) => boolean): Promise<string> {
+  return (await rawStream(request, done, 10_000, "latin1")).text;
 }
 
 describe("the stream's framing on the wire (the gateway frames chunks itself)", () => {
