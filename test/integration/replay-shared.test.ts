@@ -174,6 +174,60 @@ describe("shared replay", () => {
     warm.close();
   });
 
+  it("shared replay - a member that keeps reading, slowly, falls out instead of setting the run's pace, and still gets everything", async () => {
+    // A client on a slow link: it never stops reading, but takes one read (at most 64 KiB) every
+    // 300 ms, ~200 kB/s. Paced to it, the readers would need ~2 minutes for the 24 MB below.
+    // (On loopback the kernel lets such a reader's progress through in bursts, so this passes
+    // with the pacing that reset its clock at every eviction too; the review's simulation with
+    // steady small progress is what showed that defect.)
+    const g = await gateway({
+      WINDOW_MESSAGES: "10",
+      REPLAY_BATCH: "16",
+      REPLAY_SHARED_BUFFER_BYTES: String(16 * 1024 * 1024), // one run holds at most 1 MiB
+      REPLAY_STALL_TIMEOUT_MS: "20000",
+    });
+    const { stream, prefix } = unique("trickle");
+    await js.addStream(stream, [`${prefix}.>`]);
+    const subject = `${prefix}.t`;
+    const history = await fill(subject, 1_500, "x".repeat(16 * 1024));
+    const end = history[history.length - 1] as number;
+    const warm = await resume(g, `/events/${subject}`, end);
+    await sleep(200);
+
+    const cursor = history[20] as number;
+    const [slow, ...readers] = await Promise.all([
+      resume(g, `/events/${subject}`, cursor, "127.0.0.9", false),
+      ...[0, 1, 2, 3, 4].map((i) => resume(g, `/events/${subject}`, history[21 + i] as number)),
+    ]);
+    if (!slow) throw new Error("no slow client");
+    slow.startReading();
+    slow.socket.on("data", () => slow.socket.pause());
+    const trickle = setInterval(() => slow.socket.resume(), 300);
+    try {
+      await Promise.all(
+        readers.map((r) => r.waitFor(() => r.ids.includes(end), "the last event", 25_000)),
+      );
+      expect(slow.ids.includes(end)).toBe(false);
+      readers.forEach((r, i) =>
+        expectExactly(
+          r.ids,
+          history.filter((s) => s > (history[21 + i] as number)),
+        ),
+      );
+      expect(await shared(g, "fell-out")).toBeGreaterThanOrEqual(1);
+    } finally {
+      clearInterval(trickle);
+    }
+    slow.socket.removeAllListeners("data");
+    slow.startReading();
+    await slow.waitFor(() => slow.ids.includes(end), "the last event");
+    expectExactly(
+      slow.ids,
+      history.filter((s) => s > cursor),
+    );
+    warm.close();
+  });
+
   it("shared replay - with a window of none, sessions arriving while publishing continues each get exactly what followed their cursor", async () => {
     // WINDOW_MESSAGES=0: a run ends only at the newest message the feed has seen, which keeps
     // moving; members that reach it late continue with another round. No gap, no duplicate.
