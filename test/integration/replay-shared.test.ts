@@ -125,41 +125,54 @@ describe("shared replay", () => {
     expect(metricValue(await g.metrics(), "sse_replay_shared_bytes")).toBe(0);
   });
 
-  it("shared replay - a member that stops reading does not hold up the others, and gets everything once it reads", async () => {
-    // Big messages, more than loopback sockets buffer for a client that reads nothing (a few
-    // MiB), and rings of 1 MiB: the run must pace itself, and the frozen member falls out.
+  /**
+   * 1,500 messages of 16 KiB, rings of 1 MiB, and six sessions resuming at once beyond the
+   * window, so they meet in one run: a laggard (not reading yet) with the oldest cursor, from
+   * 127.0.0.9, and five readers just after it. The run must pace itself and let the laggard
+   * fall out.
+   */
+  async function laggardAndReaders(name: string) {
     const g = await gateway({
       WINDOW_MESSAGES: "10",
       REPLAY_BATCH: "16",
       REPLAY_SHARED_BUFFER_BYTES: String(16 * 1024 * 1024), // one run holds at most 1 MiB
-      // Far longer than a run waits for its slowest member (1 s): the frozen member is dropped
-      // from the run while still waiting on its socket, and must continue on another replay.
+      // Far longer than a run waits for its slowest member (1 s): the laggard is dropped from
+      // the run while still waiting on its socket, and must continue on another replay.
       REPLAY_STALL_TIMEOUT_MS: "20000",
     });
-    const { stream, prefix } = unique("slowm");
+    const { stream, prefix } = unique(name);
     await js.addStream(stream, [`${prefix}.>`]);
     const subject = `${prefix}.t`;
     const history = await fill(subject, 1_500, "x".repeat(16 * 1024));
     const end = history[history.length - 1] as number;
     const warm = await resume(g, `/events/${subject}`, end);
     await sleep(200);
-
-    // All at once, so they meet in one run: the frozen member first, with the oldest cursor.
     const cursor = history[20] as number;
-    const [frozen, ...readers] = await Promise.all([
+    const [laggard, ...readers] = await Promise.all([
       resume(g, `/events/${subject}`, cursor, "127.0.0.9", false),
       ...[0, 1, 2, 3, 4].map((i) => resume(g, `/events/${subject}`, history[21 + i] as number)),
     ]);
-    if (!frozen) throw new Error("no frozen client");
+    if (!laggard) throw new Error("no laggard client");
+    /** Each reader got exactly what followed its cursor. */
+    const expectReadersExact = () =>
+      readers.forEach((r, i) =>
+        expectExactly(
+          r.ids,
+          history.filter((s) => s > (history[21 + i] as number)),
+        ),
+      );
+    return { g, history, end, warm, cursor, laggard, readers, expectReadersExact };
+  }
+
+  it("shared replay - a member that stops reading does not hold up the others, and gets everything once it reads", async () => {
+    // Big messages, more than loopback sockets buffer for a client that reads nothing (a few
+    // MiB): the frozen member falls out.
+    const t = await laggardAndReaders("slowm");
+    const { g, end, cursor, history, readers, laggard: frozen } = t;
     // The readers finish while the frozen member still reads nothing.
     await Promise.all(readers.map((r) => r.waitFor(() => r.ids.includes(end), "the last event")));
     expect(frozen.ids).toEqual([]);
-    readers.forEach((r, i) =>
-      expectExactly(
-        r.ids,
-        history.filter((s) => s > (history[21 + i] as number)),
-      ),
-    );
+    t.expectReadersExact();
     expect(await shared(g, "joined")).toBeGreaterThan(0);
     // The run paced itself to its members, then let the frozen one fall out of its ring.
     expect(await shared(g, "fell-out")).toBeGreaterThanOrEqual(1);
@@ -171,35 +184,17 @@ describe("shared replay", () => {
     );
     // It continued after its last event through a run of its own (the first one had ended).
     expect(await shared(g, "started")).toBeGreaterThanOrEqual(2);
-    warm.close();
+    t.warm.close();
   });
 
   it("shared replay - a member that keeps reading, slowly, falls out instead of setting the run's pace, and still gets everything", async () => {
     // A client on a slow link: it never stops reading, but takes one read (at most 64 KiB) every
-    // 300 ms, ~200 kB/s. Paced to it, the readers would need ~2 minutes for the 24 MB below.
+    // 300 ms, ~200 kB/s. Paced to it, the readers would need ~2 minutes for the 24 MB.
     // (On loopback the kernel lets such a reader's progress through in bursts, so this passes
     // with the pacing that reset its clock at every eviction too; the review's simulation with
     // steady small progress is what showed that defect.)
-    const g = await gateway({
-      WINDOW_MESSAGES: "10",
-      REPLAY_BATCH: "16",
-      REPLAY_SHARED_BUFFER_BYTES: String(16 * 1024 * 1024), // one run holds at most 1 MiB
-      REPLAY_STALL_TIMEOUT_MS: "20000",
-    });
-    const { stream, prefix } = unique("trickle");
-    await js.addStream(stream, [`${prefix}.>`]);
-    const subject = `${prefix}.t`;
-    const history = await fill(subject, 1_500, "x".repeat(16 * 1024));
-    const end = history[history.length - 1] as number;
-    const warm = await resume(g, `/events/${subject}`, end);
-    await sleep(200);
-
-    const cursor = history[20] as number;
-    const [slow, ...readers] = await Promise.all([
-      resume(g, `/events/${subject}`, cursor, "127.0.0.9", false),
-      ...[0, 1, 2, 3, 4].map((i) => resume(g, `/events/${subject}`, history[21 + i] as number)),
-    ]);
-    if (!slow) throw new Error("no slow client");
+    const t = await laggardAndReaders("trickle");
+    const { g, end, cursor, history, readers, laggard: slow } = t;
     slow.startReading();
     slow.socket.on("data", () => slow.socket.pause());
     const trickle = setInterval(() => slow.socket.resume(), 300);
@@ -208,12 +203,7 @@ describe("shared replay", () => {
         readers.map((r) => r.waitFor(() => r.ids.includes(end), "the last event", 25_000)),
       );
       expect(slow.ids.includes(end)).toBe(false);
-      readers.forEach((r, i) =>
-        expectExactly(
-          r.ids,
-          history.filter((s) => s > (history[21 + i] as number)),
-        ),
-      );
+      t.expectReadersExact();
       expect(await shared(g, "fell-out")).toBeGreaterThanOrEqual(1);
     } finally {
       clearInterval(trickle);
@@ -225,7 +215,7 @@ describe("shared replay", () => {
       slow.ids,
       history.filter((s) => s > cursor),
     );
-    warm.close();
+    t.warm.close();
   });
 
   it("shared replay - with a window of none, sessions arriving while publishing continues each get exactly what followed their cursor", async () => {
