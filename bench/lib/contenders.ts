@@ -5,8 +5,16 @@
  * subject), the others hold idle connections.
  */
 import type { Ctx } from "./ctx";
-import { eventsPath, publishOptionsOf, sourceOf, startKind, type Kind } from "./kinds";
-import type { LoadPool, Source } from "./pool";
+import {
+  comparedKinds,
+  eventsPath,
+  publishOptionsOf,
+  sourceOf,
+  startKind,
+  type Kind,
+} from "./kinds";
+import { WORKERS } from "./options";
+import { LoadPool, type Source } from "./pool";
 import { cpuMs, sleep, type ServerProc } from "./procs";
 import type { PublishOptions } from "./publish";
 
@@ -68,6 +76,36 @@ export async function startContenders(
   } catch (err) {
     await stopContenders(started);
     throw err;
+  }
+}
+
+/**
+ * Runs `run` with every compared kind started on `bench.<scenario>.<kind>` and `clients`
+ * clients each, in a pool sized for them all; stops the servers and the pool afterwards,
+ * whatever happens.
+ */
+export async function withContenders<T>(
+  ctx: Ctx,
+  scenario: string,
+  clients: number,
+  burst: number,
+  run: (cs: Contender[], pool: LoadPool, kinds: Kind[]) => Promise<T>,
+): Promise<T> {
+  const kinds = comparedKinds();
+  const pool = LoadPool.sized(WORKERS, clients * kinds.length);
+  let cs: Contender[] = [];
+  try {
+    cs = await startContenders(
+      ctx,
+      pool,
+      kinds.map((kind) => ({ kind, subject: `bench.${scenario}.${kind}` })),
+      clients,
+      burst,
+    );
+    return await run(cs, pool, kinds);
+  } finally {
+    await stopContenders(cs);
+    pool.close();
   }
 }
 

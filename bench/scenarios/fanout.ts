@@ -7,8 +7,7 @@
 import {
   roundOrder,
   SETTLE_MS,
-  startContenders,
-  stopContenders,
+  withContenders,
   cpuMark,
   cpuSince,
   type Contender,
@@ -16,7 +15,7 @@ import {
 import type { Ctx } from "../lib/ctx";
 import { median, nowMs } from "../lib/histogram";
 import { comparedKinds, type Kind } from "../lib/kinds";
-import { MESSAGES, ROUNDS, WARMUP, WORKERS } from "../lib/options";
+import { MESSAGES, ROUNDS, WARMUP } from "../lib/options";
 import {
   cpuText,
   medianPerDelivery,
@@ -104,20 +103,10 @@ export function fanoutLine(label: string, kind: Kind, row: FanoutRow): string {
 }
 
 export async function fanout(ctx: Ctx, clients: number): Promise<void> {
-  const kinds = comparedKinds();
   log(
-    `\n## Fan-out: ${fmt(clients)} clients on one subject, bursts of ${MESSAGES} messages, ${ROUNDS} rounds (+${WARMUP} warm-up) per kind, kinds interleaved (${kinds.join(", ")}), medians`,
+    `\n## Fan-out: ${fmt(clients)} clients on one subject, bursts of ${MESSAGES} messages, ${ROUNDS} rounds (+${WARMUP} warm-up) per kind, kinds interleaved (${comparedKinds().join(", ")}), medians`,
   );
-  const pool = LoadPool.sized(WORKERS, clients * kinds.length);
-  let cs: Contender[] = [];
-  try {
-    cs = await startContenders(
-      ctx,
-      pool,
-      kinds.map((kind) => ({ kind, subject: `bench.fanout.${kind}` })),
-      clients,
-      MESSAGES,
-    );
+  await withContenders(ctx, "fanout", clients, MESSAGES, async (cs, pool, kinds) => {
     const samples = new Map<Kind, FanoutSample[]>(kinds.map((k) => [k, []]));
     for (let r = 1; r <= WARMUP + ROUNDS; r++)
       for (const c of roundOrder(cs, r)) {
@@ -138,8 +127,5 @@ export async function fanout(ctx: Ctx, clients: number): Promise<void> {
         `ratios: gateway/naive deliveries ${ratio(g.rate, n.rate)} (target >= 3)   gateway/ideal ${ratio(g.rate, i.rate)} (target >= 0.8)   p99 gateway/naive ${ratio(g.p99, n.p99)} (target <= 0.5)`,
       );
     for (const line of peerRatioLines(rows)) log(line);
-  } finally {
-    await stopContenders(cs);
-    pool.close();
-  }
+  });
 }

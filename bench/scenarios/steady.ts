@@ -9,20 +9,18 @@ import {
   roundOrder,
   SETTLE_MS,
   cpuSince,
-  startContenders,
-  stopContenders,
+  withContenders,
   type Contender,
 } from "../lib/contenders";
 import type { Ctx } from "../lib/ctx";
 import { median, nowMs } from "../lib/histogram";
-import { comparedKinds, type Kind } from "../lib/kinds";
+import type { Kind } from "../lib/kinds";
 import {
   STEADY_IN_FLIGHT,
   STEADY_INTERVALS,
   STEADY_ROUNDS,
   STEADY_SECONDS,
   STEADY_WARMUP_SECONDS,
-  WORKERS,
 } from "../lib/options";
 import {
   cpuText,
@@ -136,17 +134,7 @@ function steadyLine(kind: Kind, clients: number, samples: SteadySample[], row: S
 
 /** All the steady intervals at `clients` connections per kind, the same servers throughout. */
 export async function steady(ctx: Ctx, clients: number): Promise<void> {
-  const kinds = comparedKinds();
-  const pool = LoadPool.sized(WORKERS, clients * kinds.length);
-  let cs: Contender[] = [];
-  try {
-    cs = await startContenders(
-      ctx,
-      pool,
-      kinds.map((kind) => ({ kind, subject: `bench.steady.${kind}` })),
-      clients,
-      1,
-    );
+  await withContenders(ctx, "steady", clients, 1, async (cs, pool, kinds) => {
     for (const intervalMs of STEADY_INTERVALS) {
       log(
         `\n## Steady: ${fmt(clients)} clients on one subject, one message every ${fmt(intervalMs)} ms (${fmt(1000 / intervalMs)}/s), ${STEADY_ROUNDS} rounds of ${fmt(STEADY_SECONDS)} s (+${fmt(STEADY_WARMUP_SECONDS)} s warm-up) per kind, kinds interleaved (${kinds.join(", ")}), medians; drift-free schedule, publishes pipelined (at most ${STEADY_IN_FLIGHT} awaiting their ack), references writing each message as it comes`,
@@ -175,8 +163,5 @@ export async function steady(ctx: Ctx, clients: number): Promise<void> {
         );
       for (const line of peerRatioLines(rows)) log(line);
     }
-  } finally {
-    await stopContenders(cs);
-    pool.close();
-  }
+  });
 }
