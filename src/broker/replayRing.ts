@@ -42,6 +42,11 @@ export class ReplayRing {
     return this.frames[this.head];
   }
 
+  /** The `i`-th frame held, oldest first (0: the oldest), if any. */
+  at(i: number): Frame | undefined {
+    return i < 0 ? undefined : this.frames[this.head + i];
+  }
+
   /** Appends the next frame read (sequences strictly increase). */
   push(frame: Frame): void {
     if (frame.seq <= this.last) throw new RangeError(`frame ${frame.seq} after ${this.last}`);

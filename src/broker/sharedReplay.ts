@@ -322,8 +322,8 @@ class ReplayRun implements RunView, Closable {
     ) {
       if (this.members.size === 0) return false;
       const slowest = this.slowest();
-      const older = ring.after(ring.floor, Math.ceil(ring.size / 2));
-      const mid = (older[older.length - 1] as { seq: number }).seq;
+      // The newest frame of the older half (the ring is not empty here).
+      const mid = (ring.at(Math.ceil(ring.size / 2) - 1) as { seq: number }).seq;
       if (slowest >= mid) this.lagSince = undefined;
       else this.lagSince ??= Date.now();
       if (this.lagSince !== undefined && Date.now() - this.lagSince >= RUN_LAG_MS) {

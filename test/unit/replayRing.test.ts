@@ -21,7 +21,14 @@ describe("ReplayRing", () => {
     expect(r.after(100).map((f) => f.seq)).toEqual([103, 107]);
     expect(r.after(103).map((f) => f.seq)).toEqual([107]);
     expect(r.after(100, 1).map((f) => f.seq)).toEqual([103]);
+    expect([r.at(0)?.seq, r.at(1)?.seq, r.at(2), r.at(-1)]).toEqual([
+      103,
+      107,
+      undefined,
+      undefined,
+    ]);
     r.shift();
+    expect(r.at(0)?.seq).toBe(107); // counted from the oldest held
     expect(r.floor).toBe(103);
     expect(r.covers(102)).toBe(false);
     expect(r.covers(103)).toBe(true);
